@@ -1,0 +1,169 @@
+#include "mount_options.h"
+
+#include <algorithm>
+#include <set>
+
+#include "leasefs/fuse/session.h"
+
+namespace leasefs::cmd {
+namespace {
+
+// Options that mount(8), fstab and systemd use for their own bookkeeping; meaningless to us.
+bool IsMountBookkeepingOption(const std::string& key) {
+  static const std::set<std::string> keys = {
+      "_netdev", "nofail",   "auto", "noauto",  "user",       "nouser", "users", "owner",
+      "group",   "defaults", "rw",   "comment", "nobootwait", "bg",     "fg"};
+  return keys.count(key) > 0 || key.rfind("x-", 0) == 0;
+}
+
+std::vector<std::string> SplitOptionList(const std::string& list) {
+  std::vector<std::string> items;
+  std::string current;
+  for (size_t i = 0; i < list.size(); i++) {
+    if (list[i] == '\\' && i + 1 < list.size()) {
+      current.push_back(list[++i]);
+    } else if (list[i] == ',') {
+      if (!current.empty()) items.push_back(current);
+      current.clear();
+    } else {
+      current.push_back(list[i]);
+    }
+  }
+  if (!current.empty()) items.push_back(current);
+  return items;
+}
+
+const CLI::Option* FindLongOption(const CLI::App& command, const std::string& name) {
+  for (const CLI::Option* option : command.get_options()) {
+    const auto& names = option->get_lnames();
+    if (std::find(names.begin(), names.end(), name) != names.end()) return option;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void AddMountOptions(CLI::App& command, MountOptions& o) {
+  command.add_option("source", o.source, "Directory to serve (the shared NFS/EFS directory)")
+      ->required();
+  command.add_option("mountpoint", o.mountpoint, "Where to mount it")->required();
+  command.add_flag("-f,--foreground", o.foreground,
+                   "Stay in the foreground and log to stderr (default: daemonize once mounted)");
+  command.add_flag_function(
+      "--allow-other", [&o](int64_t) { o.allow_other = true; },
+      "Let other users access the mount (default when run as root)");
+  command.add_flag_function(
+      "--no-allow-other", [&o](int64_t) { o.allow_other = false; },
+      "Only the mounting user may access the mount");
+  command.add_flag("--ro,--read-only", o.read_only, "Mount read-only");
+  command
+      .add_option("--entry-timeout", o.entry_timeout, "Seconds the kernel may cache a name lookup")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--attr-timeout", o.attr_timeout, "Seconds the kernel may cache attributes")
+      ->check(CLI::NonNegativeNumber);
+  command
+      .add_option("--negative-timeout", o.negative_timeout,
+                  "Seconds the kernel may cache a failed lookup")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--threads,--max-threads", o.threads, "Most FUSE worker threads")
+      ->check(CLI::Range(1u, 1024u));
+  command.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  command.add_flag("-d,--debug", o.fuse_debug, "Trace every FUSE request (implies -f)");
+  command.add_option("--lease-store", o.lease_store,
+                     "Lease store: local[:PATH] or dynamodb://TABLE?region=R (not yet supported)");
+  command.add_option("--lease-duration", o.lease_duration,
+                     "Lease duration in seconds (not yet supported)");
+  command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
+  command.add_option("--metrics-addr", o.metrics_addr,
+                     "Serve Prometheus metrics on HOST:PORT (not yet supported)");
+}
+
+std::optional<std::string> ExpandDashO(const CLI::App& command, std::vector<std::string>& args,
+                                       MountOptions& options, bool sloppy) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string list;
+    if (args[i] == "-o") {
+      if (i + 1 >= args.size()) return "-o needs a list of options, e.g. -o allow_other,ro";
+      list = args[++i];
+    } else if (args[i].rfind("-o", 0) == 0 && args[i].size() > 2) {
+      list = args[i].substr(2);
+    } else if (args[i] == "--") {
+      out.insert(out.end(), args.begin() + static_cast<long>(i), args.end());
+      break;
+    } else {
+      out.push_back(args[i]);
+      continue;
+    }
+    for (const std::string& item : SplitOptionList(list)) {
+      auto eq = item.find('=');
+      std::string key = item.substr(0, eq);
+      bool has_value = eq != std::string::npos;
+      std::string value = has_value ? item.substr(eq + 1) : "";
+      std::string long_name = key;
+      std::replace(long_name.begin(), long_name.end(), '_', '-');
+      const CLI::Option* option = key.empty() ? nullptr : FindLongOption(command, long_name);
+      if (option) {
+        bool is_flag = option->get_type_size() == 0;
+        if (is_flag && has_value) return "mount option '" + key + "' takes no value";
+        if (!is_flag && !has_value)
+          return "mount option '" + key + "' needs a value: " + key + "=...";
+        out.push_back("--" + long_name);
+        if (!is_flag) out.push_back(value);
+      } else if (fuse::IsKernelMountOption(key) && !has_value) {
+        options.kernel_options.push_back(key);
+      } else if (IsMountBookkeepingOption(key)) {
+        continue;
+      } else if (!sloppy) {
+        return "unknown mount option '" + item + "' (see leasefs mount --help)";
+      }
+    }
+  }
+  args = std::move(out);
+  return std::nullopt;
+}
+
+std::optional<std::string> ParseHelperArgs(const std::vector<std::string>& argv,
+                                           HelperInvocation* out) {
+  std::vector<std::string> positional;
+  std::vector<std::string> option_lists;
+  for (size_t i = 1; i < argv.size(); i++) {
+    const std::string& arg = argv[i];
+    if (arg == "-o" || arg == "-t") {
+      if (i + 1 >= argv.size()) return arg + " needs a value";
+      if (arg == "-o") option_lists.push_back(argv[i + 1]);
+      i++;  // -t fuse.leasefs: we are that type
+    } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2) {
+      option_lists.push_back(arg.substr(2));
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      for (char flag : arg.substr(1)) {
+        switch (flag) {
+          case 'f':
+            out->fake = true;
+            break;
+          case 's':
+            out->sloppy = true;
+            break;
+          case 'n':
+          case 'v':
+            break;  // no mtab to write; verbosity is the log level's job
+          default:
+            return std::string("unknown mount helper flag -") + flag;
+        }
+      }
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() != 2) return "usage: mount.leasefs SOURCE MOUNTPOINT [-o OPTIONS]";
+  for (const auto& list : option_lists) {
+    out->mount_args.push_back("-o");
+    out->mount_args.push_back(list);
+  }
+  out->mount_args.push_back(positional[0]);
+  out->mount_args.push_back(positional[1]);
+  return std::nullopt;
+}
+
+}  // namespace leasefs::cmd

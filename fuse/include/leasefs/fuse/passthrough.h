@@ -1,0 +1,62 @@
+// leasefs/fuse/passthrough.h — a FUSE low-level passthrough over a SOURCE directory.
+//
+// Contract:
+//   * Every request is answered with what the backing filesystem answered: same data, same
+//     attributes (st_ino is the backing st_ino, stable for the life of the file), same errno.
+//   * The kernel page cache is used for reads but never for writes (no writeback_cache): a
+//     write reply means the bytes reached the backing file. Open drops the kernel's cached pages
+//     (close-to-open, as NFS does); CacheInvalidator drops them on demand.
+//   * Lock operations go to lock::FileLocks, write-class operations through lock::WriteGate, and
+//     data changes are reported to replicate::ChangeSink — each only when supplied (see seams.h).
+//   * Only one filesystem is served: entries on another device below SOURCE (nested mounts) are
+//     refused with EXDEV on lookup, because st_ino must stay unique under one st_dev.
+//
+// Threading: all methods are safe to call from the FUSE worker threads concurrently.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <memory>
+#include <string>
+
+#include "leasefs/lock/seams.h"
+#include "leasefs/replicate/change_sink.h"
+
+namespace leasefs::fuse {
+
+struct PassthroughConfig {
+  std::string source;             // absolute path of the backing directory
+  double entry_timeout = 1.0;     // seconds the kernel may cache a name lookup
+  double attr_timeout = 1.0;      // seconds the kernel may cache attributes
+  double negative_timeout = 0.0;  // seconds the kernel may cache "no such name"
+  // When the daemon runs as root on behalf of other users: nodes it creates are chowned to the
+  // requesting uid (and gid, unless the parent directory is set-group-ID).
+  bool create_as_caller = false;
+};
+
+struct PassthroughSeams {
+  lock::FileLocks* locks = nullptr;
+  lock::WriteGate* write_gate = nullptr;
+  replicate::ChangeSink* changes = nullptr;
+};
+
+class Passthrough {
+ public:
+  // Opens SOURCE. On failure returns nullptr and sets *error to one line naming the cause.
+  static std::unique_ptr<Passthrough> Open(const PassthroughConfig& config, PassthroughSeams seams,
+                                           std::string* error);
+  virtual ~Passthrough() = default;
+
+  // The operation table to hand to fuse_session_new(); its userdata must be this object.
+  virtual const fuse_lowlevel_ops& operations() const = 0;
+
+  // Set once the session exists, so the invalidator can reach the kernel.
+  virtual void attach_session(fuse_session* session) = 0;
+  virtual lock::CacheInvalidator& cache_invalidator() = 0;
+
+  // Inodes currently known to the kernel (for status and leak tests).
+  virtual size_t inode_count() const = 0;
+};
+
+}  // namespace leasefs::fuse

@@ -1,0 +1,125 @@
+// inode_table.h — the passthrough's table of inodes the kernel knows about.
+//
+// The kernel names a file by a 64-bit node id it got from LOOKUP (or CREATE, MKDIR, ...), and
+// tells us with FORGET how many of those lookups it has dropped. We hand out the address of an
+// Inode as the node id, so the id is valid exactly as long as the Inode lives:
+//
+//   * An Inode is keyed by the backing (st_dev, st_ino) and holds an O_PATH descriptor to the
+//     backing file; one Inode per backing file, however many names (hard links) lead to it.
+//   * `lookups` counts the kernel's references. Every successful entry reply adds one; FORGET
+//     subtracts. At zero the Inode is destroyed and its descriptor closed. The root is pinned.
+//   * All of this is guarded by one mutex. The critical sections are map operations only; no
+//     system call on the backing storage is made while holding it (the O_PATH open and fstat
+//     happen before, and a redundant descriptor is closed after).
+//
+// Lock ordering: InodeTable::mutex_ is a leaf; nothing else is acquired while it is held.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+namespace leasefs::fuse {
+
+struct Inode {
+  int fd = -1;  // O_PATH | O_NOFOLLOW descriptor of the backing file
+  dev_t device = 0;
+  ino_t number = 0;
+  uint64_t lookups = 0;  // guarded by InodeTable::mutex_
+
+  Inode() = default;
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+  ~Inode() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+class InodeTable {
+ public:
+  // Installs the root (pinned: never forgotten). Takes ownership of root_fd.
+  void set_root(int root_fd, const struct stat& st) {
+    root_.fd = root_fd;
+    root_.device = st.st_dev;
+    root_.number = st.st_ino;
+    root_.lookups = 1;
+  }
+  Inode& root() { return root_; }
+  const Inode& root() const { return root_; }
+
+  // Records one more kernel reference to the backing file `st` that `fd` (O_PATH, owned by the
+  // caller until this returns) refers to. Returns the Inode; `fd` is adopted if the file was new,
+  // otherwise closed.
+  Inode& acquire(int fd, const struct stat& st) {
+    std::unique_ptr<Inode> fresh;
+    Inode* inode;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (st.st_dev == root_.device && st.st_ino == root_.number) {
+        inode = &root_;
+      } else {
+        auto& slot = inodes_[{st.st_dev, st.st_ino}];
+        if (!slot) {
+          slot = std::make_unique<Inode>();
+          slot->fd = fd;
+          slot->device = st.st_dev;
+          slot->number = st.st_ino;
+          fd = -1;
+        }
+        inode = slot.get();
+      }
+      inode->lookups++;
+    }
+    if (fd >= 0) ::close(fd);
+    return *inode;
+  }
+
+  // Adds a reference to an Inode the caller already holds a reference to (e.g. LINK).
+  void add_reference(Inode& inode) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    inode.lookups++;
+  }
+
+  // Drops `count` kernel references; destroys the Inode when none remain.
+  void forget(Inode& inode, uint64_t count) {
+    std::unique_ptr<Inode> doomed;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (&inode == &root_) return;
+      inode.lookups = count >= inode.lookups ? 0 : inode.lookups - count;
+      if (inode.lookups > 0) return;
+      auto it = inodes_.find({inode.device, inode.number});
+      if (it == inodes_.end() || it->second.get() != &inode) return;
+      doomed = std::move(it->second);
+      inodes_.erase(it);
+    }
+    // `doomed` closes the descriptor outside the lock.
+  }
+
+  // The Inode for a backing file the kernel currently knows, or nullptr. The pointer is only an
+  // identity (a node id) once the lock is dropped: the caller must not dereference it.
+  const Inode* find(dev_t device, ino_t number) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (device == root_.device && number == root_.number) return &root_;
+    auto it = inodes_.find({device, number});
+    return it == inodes_.end() ? nullptr : it->second.get();
+  }
+
+  size_t size() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return inodes_.size() + 1;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  Inode root_;
+  std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+};
+
+}  // namespace leasefs::fuse

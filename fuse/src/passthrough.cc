@@ -1,0 +1,788 @@
+// passthrough.cc — the FUSE low-level operations of leasefs.
+//
+// Every operation maps to the *at() system call on the backing file's O_PATH descriptor (see
+// inode_table.h for how node ids map to descriptors), so no path is ever re-resolved from SOURCE
+// and renames elsewhere cannot redirect an operation. Operations that cannot take an O_PATH
+// descriptor (open, chmod, truncate, xattrs) go through /proc/self/fd/N, which names the very same
+// file. File handles (fi->fh) are ordinary descriptors opened with the caller's flags.
+//
+// Errors: every handler replies with the errno of the backing system call, unchanged. A handler
+// replies exactly once on every path.
+//
+// Ownership: as root serving other users (create_as_caller), a created node is chowned to the
+// caller before it is looked up; if that fails the node is removed and the error returned, so no
+// user ever receives a root-owned file it cannot use. The daemon runs with umask 0: the kernel
+// already applied the caller's umask to the mode it sends.
+//
+// Seams (leasefs/lock/seams.h): FileLocks decides locks; WriteGate admits write, truncate,
+// fallocate, copy_file_range, create, mknod, unlink, rmdir, rename and link before the backing
+// call; ChangeSink is told about data changes after they succeed. Absent seams cost one null test.
+#include "leasefs/fuse/passthrough.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "inode_table.h"
+
+namespace leasefs::fuse {
+namespace {
+
+// "/proc/self/fd/N" for an O_PATH descriptor.
+struct ProcPath {
+  char text[32];
+  explicit ProcPath(int fd) { std::snprintf(text, sizeof text, "/proc/self/fd/%d", fd); }
+  const char* c_str() const { return text; }
+};
+
+struct DirHandle {
+  DIR* dir = nullptr;
+  off_t offset = 0;
+  struct dirent* entry = nullptr;  // read but not yet returned to the kernel
+  ~DirHandle() {
+    if (dir) closedir(dir);
+  }
+};
+
+bool is_dot_or_dotdot(const char* name) {
+  return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+class PassthroughImpl;
+PassthroughImpl& self(fuse_req_t req) {
+  return *static_cast<PassthroughImpl*>(fuse_req_userdata(req));
+}
+
+class KernelInvalidator final : public lock::CacheInvalidator {
+ public:
+  KernelInvalidator(PassthroughImpl& fs) : fs_(fs) {}
+  void invalidate_file(const lock::FileRef& file) override;
+  void invalidate_name(const lock::FileRef& dir, std::string_view name) override;
+
+ private:
+  PassthroughImpl& fs_;
+};
+
+class PassthroughImpl final : public Passthrough {
+ public:
+  PassthroughImpl(const PassthroughConfig& config, PassthroughSeams seams)
+      : config_(config), seams_(seams), invalidator_(*this) {
+    build_operations();
+  }
+
+  bool open_root(std::string* error) {
+    int fd = ::open(config_.source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      *error = "cannot open source directory " + config_.source + ": " + std::strerror(errno);
+      return false;
+    }
+    struct stat st;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+      *error = "cannot stat source directory " + config_.source + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    source_device_ = st.st_dev;
+    inodes_.set_root(fd, st);
+    return true;
+  }
+
+  const fuse_lowlevel_ops& operations() const override { return ops_; }
+  void attach_session(fuse_session* session) override { session_.store(session); }
+  lock::CacheInvalidator& cache_invalidator() override { return invalidator_; }
+  size_t inode_count() const override { return inodes_.size(); }
+
+  fuse_session* session() const { return session_.load(); }
+  fuse_ino_t node_id_of(const lock::FileRef& file) const;
+
+ private:
+  // ---- helpers --------------------------------------------------------------------------
+  Inode& inode_of(fuse_ino_t ino) {
+    return ino == FUSE_ROOT_ID ? inodes_.root() : *reinterpret_cast<Inode*>(ino);
+  }
+  fuse_ino_t node_id(Inode& inode) {
+    return &inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
+  }
+  static lock::FileRef ref(const Inode& inode) { return {inode.device, inode.number, inode.fd}; }
+
+  int admit(const Inode& inode, lock::WriteKind kind, std::string_view name = {}) {
+    return seams_.write_gate ? seams_.write_gate->admit(ref(inode), kind, name) : 0;
+  }
+
+  // Looks `name` up in `parent` and takes one kernel reference on success. Returns 0 or errno.
+  int lookup_entry(Inode& parent, const char* name, fuse_entry_param* e) {
+    std::memset(e, 0, sizeof *e);
+    e->attr_timeout = config_.attr_timeout;
+    e->entry_timeout = config_.entry_timeout;
+    int fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno;
+    if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+      int err = errno;
+      ::close(fd);
+      return err;
+    }
+    if (e->attr.st_dev != source_device_) {
+      ::close(fd);
+      warn_nested_mount(name);
+      return EXDEV;
+    }
+    Inode& inode = inodes_.acquire(fd, e->attr);
+    e->ino = node_id(inode);
+    return 0;
+  }
+
+  void warn_nested_mount(const char* name) {
+    if (!warned_nested_.exchange(true)) {
+      spdlog::warn(
+          "'{}' is on another filesystem mounted inside the source; nested mounts are not "
+          "served (EXDEV)",
+          name);
+    }
+  }
+
+  void reply_lookup(fuse_req_t req, Inode& parent, const char* name) {
+    fuse_entry_param e;
+    int err = lookup_entry(parent, name, &e);
+    if (err == ENOENT && config_.negative_timeout > 0) {
+      std::memset(&e, 0, sizeof e);
+      e.entry_timeout = config_.negative_timeout;
+      fuse_reply_entry(req, &e);
+    } else if (err) {
+      fuse_reply_err(req, err);
+    } else if (fuse_reply_entry(req, &e) == -ENOENT) {
+      inodes_.forget(inode_of(e.ino), 1);  // request was interrupted; the kernel took no reference
+    }
+  }
+
+  // After creating `name` in `parent` as root on behalf of the caller, hand it to the caller.
+  int give_to_caller(fuse_req_t req, Inode& parent, const char* name, int fd = -1) {
+    if (!config_.create_as_caller) return 0;
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    struct stat parent_st;
+    if (fstatat(parent.fd, "", &parent_st, AT_EMPTY_PATH) < 0) return errno;
+    gid_t gid = (parent_st.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
+    int rc = fd >= 0 ? fchown(fd, ctx->uid, gid)
+                     : fchownat(parent.fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+    return rc < 0 ? errno : 0;
+  }
+
+  // openat(O_CREAT) that also tells whether this call created the file, which only matters when
+  // the file must then be handed to the caller: try O_EXCL first, else open what exists.
+  int open_or_create(Inode& parent, const char* name, int flags, mode_t mode, bool* created) {
+    if (!config_.create_as_caller || (flags & O_EXCL)) {
+      int fd = openat(parent.fd, name, flags, mode);
+      *created = fd >= 0 && config_.create_as_caller;
+      return fd;
+    }
+    for (int attempt = 0; attempt < 8; attempt++) {
+      int fd = openat(parent.fd, name, flags | O_EXCL, mode);
+      if (fd >= 0) {
+        *created = true;
+        return fd;
+      }
+      if (errno != EEXIST) return -1;
+      fd = openat(parent.fd, name, flags & ~O_CREAT);
+      if (fd >= 0 || errno != ENOENT) return fd;
+      // Removed between the two calls: try again.
+    }
+    errno = EAGAIN;
+    return -1;
+  }
+
+  void make_node(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev,
+                 const char* link_target) {
+    Inode& parent = inode_of(parent_ino);
+    if (int err = admit(parent, lock::WriteKind::kCreate, name))
+      return (void)fuse_reply_err(req, err);
+    int rc;
+    if (S_ISDIR(mode)) {
+      rc = mkdirat(parent.fd, name, mode);
+    } else if (link_target) {
+      rc = symlinkat(link_target, parent.fd, name);
+    } else {
+      rc = mknodat(parent.fd, name, mode, rdev);
+    }
+    if (rc < 0) return (void)fuse_reply_err(req, errno);
+    if (int err = give_to_caller(req, parent, name)) {
+      unlinkat(parent.fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+      return (void)fuse_reply_err(req, err);
+    }
+    reply_lookup(req, parent, name);
+  }
+
+  // ---- operations -----------------------------------------------------------------------
+  void build_operations();
+
+  static void op_init(void* userdata, fuse_conn_info* conn) {
+    auto& fs = *static_cast<PassthroughImpl*>(userdata);
+    // Dirty pages must never outlive the write reply (DESIGN.md section 2).
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    // Small SQLite-sized requests gain nothing from splice (and lose on some kernels).
+    conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    if (!fs.seams_.locks) conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+    spdlog::debug("FUSE protocol {}.{}, max_write {}", conn->proto_major, conn->proto_minor,
+                  conn->max_write);
+  }
+
+  static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    auto& fs = self(req);
+    fs.reply_lookup(req, fs.inode_of(parent), name);
+  }
+
+  static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+    auto& fs = self(req);
+    fs.inodes_.forget(fs.inode_of(ino), nlookup);
+    fuse_reply_none(req);
+  }
+
+  static void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+    auto& fs = self(req);
+    for (size_t i = 0; i < count; i++)
+      fs.inodes_.forget(fs.inode_of(forgets[i].ino), forgets[i].nlookup);
+    fuse_reply_none(req);
+  }
+
+  static void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    auto& fs = self(req);
+    struct stat st;
+    int rc = fi ? fstat(static_cast<int>(fi->fh), &st)
+                : fstatat(fs.inode_of(ino).fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    if (rc < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_attr(req, &st, fs.config_.attr_timeout);
+  }
+
+  static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid,
+                         fuse_file_info* fi) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    ProcPath path(inode.fd);
+    int fh = fi ? static_cast<int>(fi->fh) : -1;
+    if (int err = fs.admit(inode, (valid & FUSE_SET_ATTR_SIZE) ? lock::WriteKind::kTruncate
+                                                               : lock::WriteKind::kSetAttr)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    if (valid & FUSE_SET_ATTR_MODE) {
+      int rc = fh >= 0 ? fchmod(fh, attr->st_mode) : chmod(path.c_str(), attr->st_mode);
+      if (rc < 0) return (void)fuse_reply_err(req, errno);
+    }
+    if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+      uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+      gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+      if (fchownat(inode.fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+        return (void)fuse_reply_err(req, errno);
+      }
+    }
+    if (valid & FUSE_SET_ATTR_SIZE) {
+      int rc = fh >= 0 ? ftruncate(fh, attr->st_size) : truncate(path.c_str(), attr->st_size);
+      if (rc < 0) return (void)fuse_reply_err(req, errno);
+      if (fs.seams_.changes) fs.seams_.changes->truncated(ref(inode), attr->st_size);
+    }
+    if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+      struct timespec times[2];
+      times[0].tv_sec = 0;
+      times[1].tv_sec = 0;
+      times[0].tv_nsec = UTIME_OMIT;
+      times[1].tv_nsec = UTIME_OMIT;
+      if (valid & FUSE_SET_ATTR_ATIME_NOW) {
+        times[0].tv_nsec = UTIME_NOW;
+      } else if (valid & FUSE_SET_ATTR_ATIME) {
+        times[0] = attr->st_atim;
+      }
+      if (valid & FUSE_SET_ATTR_MTIME_NOW) {
+        times[1].tv_nsec = UTIME_NOW;
+      } else if (valid & FUSE_SET_ATTR_MTIME) {
+        times[1] = attr->st_mtim;
+      }
+      int rc;
+      if (fh >= 0) {
+        rc = futimens(fh, times);
+      } else {
+        // utimensat() has no AT_EMPTY_PATH before Linux 6.x everywhere; /proc/self/fd works for
+        // every type but symlinks, whose times we set through the parent-less empty path.
+        rc = utimensat(inode.fd, "", times, AT_EMPTY_PATH);
+        if (rc < 0 && (errno == EINVAL || errno == ENOENT))
+          rc = utimensat(AT_FDCWD, path.c_str(), times, 0);
+      }
+      if (rc < 0) return (void)fuse_reply_err(req, errno);
+    }
+    op_getattr(req, ino, fi);
+  }
+
+  static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+    auto& fs = self(req);
+    char buf[PATH_MAX + 1];
+    ssize_t n = readlinkat(fs.inode_of(ino).fd, "", buf, sizeof buf);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (n == static_cast<ssize_t>(sizeof buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+    buf[n] = '\0';
+    fuse_reply_readlink(req, buf);
+  }
+
+  static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                       dev_t rdev) {
+    self(req).make_node(req, parent, name, mode, rdev, nullptr);
+  }
+  static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+    self(req).make_node(req, parent, name, S_IFDIR | mode, 0, nullptr);
+  }
+  static void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+    self(req).make_node(req, parent, name, S_IFLNK, 0, link);
+  }
+
+  static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    Inode& parent = fs.inode_of(new_parent);
+    if (int err = fs.admit(parent, lock::WriteKind::kLink, new_name))
+      return (void)fuse_reply_err(req, err);
+    int rc = linkat(inode.fd, "", parent.fd, new_name, AT_EMPTY_PATH);
+    if (rc < 0 && (errno == EPERM || errno == ENOENT)) {
+      // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link works without it.
+      rc = linkat(AT_FDCWD, ProcPath(inode.fd).c_str(), parent.fd, new_name, AT_SYMLINK_FOLLOW);
+    }
+    if (rc < 0) return (void)fuse_reply_err(req, errno);
+    fs.reply_lookup(req, parent, new_name);
+  }
+
+  static void op_unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
+    auto& fs = self(req);
+    Inode& parent = fs.inode_of(parent_ino);
+    if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
+      return (void)fuse_reply_err(req, err);
+    fuse_reply_err(req, unlinkat(parent.fd, name, 0) < 0 ? errno : 0);
+  }
+
+  static void op_rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
+    auto& fs = self(req);
+    Inode& parent = fs.inode_of(parent_ino);
+    if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
+      return (void)fuse_reply_err(req, err);
+    fuse_reply_err(req, unlinkat(parent.fd, name, AT_REMOVEDIR) < 0 ? errno : 0);
+  }
+
+  static void op_rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
+                        fuse_ino_t new_parent_ino, const char* new_name, unsigned int flags) {
+    auto& fs = self(req);
+    Inode& parent = fs.inode_of(parent_ino);
+    Inode& new_parent = fs.inode_of(new_parent_ino);
+    if (int err = fs.admit(parent, lock::WriteKind::kRename, name))
+      return (void)fuse_reply_err(req, err);
+    if (int err = fs.admit(new_parent, lock::WriteKind::kRename, new_name)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    int rc = renameat2(parent.fd, name, new_parent.fd, new_name, flags);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
+  }
+
+  static void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    if (fi->flags & O_TRUNC) {
+      if (int err = fs.admit(inode, lock::WriteKind::kTruncate))
+        return (void)fuse_reply_err(req, err);
+    }
+    // O_DIRECT is the kernel's business (FUSE sends it uncached already); the backing file is
+    // opened buffered so our unaligned request buffers are acceptable to it.
+    int flags = (fi->flags & ~(O_NOFOLLOW | O_DIRECT)) | O_CLOEXEC;
+    int fd = ::open(ProcPath(inode.fd).c_str(), flags);
+    if (fd < 0) return (void)fuse_reply_err(req, errno);
+    fi->fh = static_cast<uint64_t>(fd);
+    fi->keep_cache = 0;
+    fi->noflush = 0;
+    if ((fi->flags & O_TRUNC) && fs.seams_.changes) fs.seams_.changes->truncated(ref(inode), 0);
+    if (fuse_reply_open(req, fi) == -ENOENT) ::close(fd);
+  }
+
+  static void op_create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
+                        fuse_file_info* fi) {
+    auto& fs = self(req);
+    Inode& parent = fs.inode_of(parent_ino);
+    if (int err = fs.admit(parent, lock::WriteKind::kCreate, name))
+      return (void)fuse_reply_err(req, err);
+    // The kernel resolves symlinks itself; O_NOFOLLOW keeps a stale cache from ever making the
+    // daemon follow one out of SOURCE.
+    int flags = ((fi->flags | O_CREAT) & ~O_DIRECT) | O_NOFOLLOW | O_CLOEXEC;
+    bool created = false;
+    int fd = fs.open_or_create(parent, name, flags, mode, &created);
+    if (fd < 0) return (void)fuse_reply_err(req, errno);
+    if (created) {
+      if (int err = fs.give_to_caller(req, parent, name, fd)) {
+        ::close(fd);
+        unlinkat(parent.fd, name, 0);
+        return (void)fuse_reply_err(req, err);
+      }
+    }
+    fuse_entry_param e;
+    if (int err = fs.lookup_entry(parent, name, &e)) {
+      ::close(fd);
+      return (void)fuse_reply_err(req, err);
+    }
+    fi->fh = static_cast<uint64_t>(fd);
+    fi->keep_cache = 0;
+    fi->noflush = 0;
+    if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+      ::close(fd);
+      fs.inodes_.forget(fs.inode_of(e.ino), 1);
+    }
+  }
+
+  static void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = static_cast<int>(fi->fh);
+    buf.buf[0].pos = off;
+    fuse_reply_data(req, &buf, FUSE_BUF_NO_SPLICE);
+  }
+
+  static void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
+                           fuse_file_info* fi) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    if (int err = fs.admit(inode, lock::WriteKind::kWrite)) return (void)fuse_reply_err(req, err);
+    fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+    out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    out.buf[0].fd = static_cast<int>(fi->fh);
+    out.buf[0].pos = off;
+    ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_NO_SPLICE);
+    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+    if (fs.seams_.changes) fs.seams_.changes->wrote(ref(inode), off, static_cast<uint64_t>(n));
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+
+  static void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    auto& fs = self(req);
+    if (fs.seams_.locks) fs.seams_.locks->release_owner(ref(fs.inode_of(ino)), fi->lock_owner);
+    // close() of a duplicate gives the backing filesystem its close-time flush (NFS writes back
+    // and reports deferred write errors here) without giving up our descriptor.
+    int dup_fd = dup(static_cast<int>(fi->fh));
+    if (dup_fd < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_err(req, ::close(dup_fd) < 0 ? errno : 0);
+  }
+
+  static void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    auto& fs = self(req);
+    if (fs.seams_.locks) fs.seams_.locks->release_handle(ref(fs.inode_of(ino)), fi->fh);
+    ::close(static_cast<int>(fi->fh));
+    fuse_reply_err(req, 0);
+  }
+
+  static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+    auto& fs = self(req);
+    int fd = static_cast<int>(fi->fh);
+    int rc = datasync ? fdatasync(fd) : fsync(fd);
+    if (rc < 0) return (void)fuse_reply_err(req, errno);
+    if (fs.seams_.changes) fs.seams_.changes->synced(ref(fs.inode_of(ino)));
+    fuse_reply_err(req, 0);
+  }
+
+  static void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    auto& fs = self(req);
+    auto handle = std::unique_ptr<DirHandle>(new (std::nothrow) DirHandle);
+    if (!handle) return (void)fuse_reply_err(req, ENOMEM);
+    int fd = openat(fs.inode_of(ino).fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return (void)fuse_reply_err(req, errno);
+    handle->dir = fdopendir(fd);
+    if (!handle->dir) {
+      int err = errno;
+      ::close(fd);
+      return (void)fuse_reply_err(req, err);
+    }
+    fi->fh = reinterpret_cast<uint64_t>(handle.get());
+    fi->keep_cache = 0;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) != -ENOENT) handle.release();
+  }
+
+  static DirHandle& dir_of(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
+
+  void read_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
+                      bool plus) {
+    DirHandle& d = dir_of(fi);
+    Inode& dir_inode = inode_of(ino);
+    std::vector<char> buf(size);
+    char* p = buf.data();
+    size_t remaining = size;
+    if (offset != d.offset) {
+      seekdir(d.dir, offset);
+      d.entry = nullptr;
+      d.offset = offset;
+    }
+    int error = 0;
+    while (true) {
+      if (!d.entry) {
+        errno = 0;
+        d.entry = readdir(d.dir);
+        if (!d.entry) {
+          error = errno;  // 0 at the end of the directory
+          break;
+        }
+      }
+      const char* name = d.entry->d_name;
+      off_t next = d.entry->d_off;
+      size_t used;
+      if (plus) {
+        fuse_entry_param e;
+        bool looked_up = false;
+        if (is_dot_or_dotdot(name)) {
+          std::memset(&e, 0, sizeof e);
+          e.attr.st_ino = d.entry->d_ino;
+          e.attr.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
+        } else {
+          int err = lookup_entry(dir_inode, name, &e);
+          if (err == ENOENT || err == EXDEV) {  // raced with an unlink, or a nested mount: skip
+            d.entry = nullptr;
+            d.offset = next;
+            continue;
+          }
+          if (err) {
+            error = err;
+            break;
+          }
+          looked_up = true;
+        }
+        used = fuse_add_direntry_plus(req, p, remaining, name, &e, next);
+        if (used > remaining) {
+          if (looked_up) inodes_.forget(inode_of(e.ino), 1);
+          break;
+        }
+      } else {
+        struct stat st;
+        std::memset(&st, 0, sizeof st);
+        st.st_ino = d.entry->d_ino;
+        st.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
+        used = fuse_add_direntry(req, p, remaining, name, &st, next);
+        if (used > remaining) break;
+      }
+      p += used;
+      remaining -= used;
+      d.entry = nullptr;
+      d.offset = next;
+    }
+    // An error after some entries were added is reported on the next call instead.
+    if (error && remaining == size) return (void)fuse_reply_err(req, error);
+    fuse_reply_buf(req, buf.data(), size - remaining);
+  }
+
+  static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                         fuse_file_info* fi) {
+    self(req).read_directory(req, ino, size, off, fi, false);
+  }
+  static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                             fuse_file_info* fi) {
+    self(req).read_directory(req, ino, size, off, fi, true);
+  }
+
+  static void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete &dir_of(fi);
+    fuse_reply_err(req, 0);
+  }
+
+  static void op_fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+    int fd = dirfd(dir_of(fi).dir);
+    int rc = datasync ? fdatasync(fd) : fsync(fd);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
+  }
+
+  static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+    struct statvfs st;
+    if (fstatvfs(self(req).inode_of(ino).fd, &st) < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_statfs(req, &st);
+  }
+
+  static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                          size_t size, int flags) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    if (int err = fs.admit(inode, lock::WriteKind::kSetAttr)) return (void)fuse_reply_err(req, err);
+    int rc = setxattr(ProcPath(inode.fd).c_str(), name, value, size, flags);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
+  }
+
+  static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+    ProcPath path(self(req).inode_of(ino).fd);
+    if (size == 0) {
+      ssize_t n = getxattr(path.c_str(), name, nullptr, 0);
+      return n < 0 ? (void)fuse_reply_err(req, errno) : (void)fuse_reply_xattr(req, n);
+    }
+    std::vector<char> value(size);
+    ssize_t n = getxattr(path.c_str(), name, value.data(), size);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_buf(req, value.data(), static_cast<size_t>(n));
+  }
+
+  static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+    ProcPath path(self(req).inode_of(ino).fd);
+    if (size == 0) {
+      ssize_t n = listxattr(path.c_str(), nullptr, 0);
+      return n < 0 ? (void)fuse_reply_err(req, errno) : (void)fuse_reply_xattr(req, n);
+    }
+    std::vector<char> names(size);
+    ssize_t n = listxattr(path.c_str(), names.data(), size);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_buf(req, names.data(), static_cast<size_t>(n));
+  }
+
+  static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    if (int err = fs.admit(inode, lock::WriteKind::kSetAttr)) return (void)fuse_reply_err(req, err);
+    int rc = removexattr(ProcPath(inode.fd).c_str(), name);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
+  }
+
+  static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                           fuse_file_info* fi) {
+    auto& fs = self(req);
+    Inode& inode = fs.inode_of(ino);
+    if (int err = fs.admit(inode, lock::WriteKind::kAllocate))
+      return (void)fuse_reply_err(req, err);
+    if (fallocate(static_cast<int>(fi->fh), mode, offset, length) < 0) {
+      return (void)fuse_reply_err(req, errno);
+    }
+    if (fs.seams_.changes) {
+      fs.seams_.changes->wrote(ref(inode), static_cast<uint64_t>(offset),
+                               static_cast<uint64_t>(length));
+    }
+    fuse_reply_err(req, 0);
+  }
+
+  static void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+    off_t result = lseek(static_cast<int>(fi->fh), off, whence);
+    if (result < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_lseek(req, result);
+  }
+
+  static void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in,
+                                 fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out,
+                                 size_t len, int flags) {
+    auto& fs = self(req);
+    Inode& out = fs.inode_of(ino_out);
+    if (int err = fs.admit(out, lock::WriteKind::kWrite)) return (void)fuse_reply_err(req, err);
+    off_t start = off_out;
+    ssize_t n = copy_file_range(static_cast<int>(fi_in->fh), &off_in, static_cast<int>(fi_out->fh),
+                                &off_out, len, static_cast<unsigned>(flags));
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (fs.seams_.changes) fs.seams_.changes->wrote(ref(out), static_cast<uint64_t>(start), n);
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+
+  // ---- lock operations (registered only when a FileLocks seam is supplied) ----------------
+  static void op_getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
+    auto& fs = self(req);
+    int err = fs.seams_.locks->test_lock(ref(fs.inode_of(ino)), fi->lock_owner, lock);
+    if (err) return (void)fuse_reply_err(req, err);
+    fuse_reply_lock(req, lock);
+  }
+
+  static void op_setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock,
+                       int sleep) {
+    auto& fs = self(req);
+    fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, *lock, sleep != 0,
+                              [req](int err) { fuse_reply_err(req, err); });
+  }
+
+  PassthroughConfig config_;
+  PassthroughSeams seams_;
+  KernelInvalidator invalidator_;
+  InodeTable inodes_;
+  dev_t source_device_ = 0;
+  std::atomic<fuse_session*> session_{nullptr};
+  std::atomic<bool> warned_nested_{false};
+  fuse_lowlevel_ops ops_{};
+};
+
+void PassthroughImpl::build_operations() {
+  ops_.init = op_init;
+  ops_.lookup = op_lookup;
+  ops_.forget = op_forget;
+  ops_.forget_multi = op_forget_multi;
+  ops_.getattr = op_getattr;
+  ops_.setattr = op_setattr;
+  ops_.readlink = op_readlink;
+  ops_.mknod = op_mknod;
+  ops_.mkdir = op_mkdir;
+  ops_.symlink = op_symlink;
+  ops_.link = op_link;
+  ops_.unlink = op_unlink;
+  ops_.rmdir = op_rmdir;
+  ops_.rename = op_rename;
+  ops_.open = op_open;
+  ops_.create = op_create;
+  ops_.read = op_read;
+  ops_.write_buf = op_write_buf;
+  ops_.flush = op_flush;
+  ops_.release = op_release;
+  ops_.fsync = op_fsync;
+  ops_.opendir = op_opendir;
+  ops_.readdir = op_readdir;
+  ops_.readdirplus = op_readdirplus;
+  ops_.releasedir = op_releasedir;
+  ops_.fsyncdir = op_fsyncdir;
+  ops_.statfs = op_statfs;
+  ops_.setxattr = op_setxattr;
+  ops_.getxattr = op_getxattr;
+  ops_.listxattr = op_listxattr;
+  ops_.removexattr = op_removexattr;
+  ops_.fallocate = op_fallocate;
+  ops_.lseek = op_lseek;
+  ops_.copy_file_range = op_copy_file_range;
+  if (seams_.locks) {
+    ops_.getlk = op_getlk;
+    ops_.setlk = op_setlk;
+  }
+}
+
+fuse_ino_t PassthroughImpl::node_id_of(const lock::FileRef& file) const {
+  const Inode* inode = inodes_.find(file.device, file.inode);
+  if (!inode) return 0;
+  return inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
+}
+
+// Invalidation names a node the kernel may already have forgotten, or (if its Inode was freed and
+// the address reused) a different node: the kernel answers ENOENT for the first and merely drops a
+// cache for the second. Both are harmless, which is why no reference is held across the call.
+void KernelInvalidator::invalidate_file(const lock::FileRef& file) {
+  fuse_session* session = fs_.session();
+  fuse_ino_t node = fs_.node_id_of(file);
+  if (!session || !node) return;
+  int rc = fuse_lowlevel_notify_inval_inode(session, node, 0, 0);
+  if (rc < 0 && rc != -ENOENT) spdlog::warn("cache invalidation failed: {}", std::strerror(-rc));
+}
+
+void KernelInvalidator::invalidate_name(const lock::FileRef& dir, std::string_view name) {
+  fuse_session* session = fs_.session();
+  fuse_ino_t node = fs_.node_id_of(dir);
+  if (!session || !node) return;
+  std::string name_copy(name);
+  int rc = fuse_lowlevel_notify_inval_entry(session, node, name_copy.c_str(), name_copy.size());
+  if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
+}
+
+}  // namespace
+
+std::unique_ptr<Passthrough> Passthrough::Open(const PassthroughConfig& config,
+                                               PassthroughSeams seams, std::string* error) {
+  auto fs = std::make_unique<PassthroughImpl>(config, seams);
+  if (!fs->open_root(error)) return nullptr;
+  return fs;
+}
+
+}  // namespace leasefs::fuse

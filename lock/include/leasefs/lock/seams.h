@@ -1,0 +1,76 @@
+// leasefs/lock/seams.h — the contract between the FUSE passthrough and lock arbitration.
+//
+// The passthrough (fuse/) knows nothing about leases. It asks these interfaces three things:
+//
+//   1. FileLocks:  who may hold which POSIX byte-range lock (F_GETLK, F_SETLK, F_SETLKW), and what
+//                  a close (FLUSH) or the last release of a file handle gives up.
+//   2. WriteGate:  whether a write-class operation on a file may reach the backing storage now
+//                  (fencing: a host whose lease may have lapsed must not write).
+//   3. CacheInvalidator (implemented BY fuse/, called by lock/): drop the kernel's cached pages,
+//                  attributes and names for a file when another host may have changed it.
+//
+// When no FileLocks is supplied the passthrough does not implement the FUSE lock operations and the
+// kernel arbitrates POSIX locks locally: correct for processes on this host, invisible to others.
+// When no WriteGate is supplied every write is admitted. That is the single-host behaviour; the
+// cluster-wide implementations live in lock/ and are plugged in by the `leasefs` command.
+//
+// Files are named by FileRef: the backing file's identity plus a descriptor the implementation may
+// use (never close) to find its path relative to SOURCE. Calls may come from any FUSE worker thread
+// concurrently; implementations are thread-safe and must not block a worker thread on the network
+// longer than the lease deadline allows (F_SETLKW in particular completes through its callback).
+#pragma once
+
+#include <fcntl.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+namespace leasefs::lock {
+
+struct FileRef {
+  dev_t device = 0;
+  ino_t inode = 0;
+  int path_fd = -1;  // O_PATH descriptor of the backing file, owned by the passthrough
+};
+
+// Completion of a lock request: 0 for success, else a positive errno (EAGAIN for a conflict,
+// EINTR when interrupted). Called exactly once, from any thread.
+using LockCompletion = std::function<void(int error)>;
+
+class FileLocks {
+ public:
+  virtual ~FileLocks() = default;
+
+  // F_GETLK: on return *lock describes a conflicting lock, or has l_type = F_UNLCK.
+  virtual int test_lock(const FileRef& file, uint64_t owner, struct flock* lock) = 0;
+  // F_SETLK (wait = false) and F_SETLKW (wait = true). `done` may run before this returns.
+  virtual void set_lock(const FileRef& file, uint64_t owner, const struct flock& lock, bool wait,
+                        LockCompletion done) = 0;
+  // close(2) of any descriptor of the file by `owner`: POSIX drops all of its locks on the file.
+  virtual void release_owner(const FileRef& file, uint64_t owner) = 0;
+  // Last release of a file handle (open file description); releases OFD locks taken through it.
+  virtual void release_handle(const FileRef& file, uint64_t handle) = 0;
+};
+
+enum class WriteKind { kWrite, kTruncate, kAllocate, kCreate, kUnlink, kRename, kLink, kSetAttr };
+
+class WriteGate {
+ public:
+  virtual ~WriteGate() = default;
+  // 0 to admit, else the errno to fail the operation with (EIO when fenced). `name` is the entry
+  // name for operations on a directory entry (create, unlink, rename, link), else empty.
+  virtual int admit(const FileRef& file, WriteKind kind, std::string_view name) = 0;
+};
+
+class CacheInvalidator {
+ public:
+  virtual ~CacheInvalidator() = default;
+  // Drops the kernel's cached pages and attributes of the file.
+  virtual void invalidate_file(const FileRef& file) = 0;
+  // Drops the kernel's cached lookup (positive or negative) of `name` in directory `dir`.
+  virtual void invalidate_name(const FileRef& dir, std::string_view name) = 0;
+};
+
+}  // namespace leasefs::lock
