@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
   MountOptions options;
   AddMountOptions(*mount, options);
 
+  if (!args.empty() && !args[0].empty() && args[0][0] != '-' && args[0] != "mount") {
+    return Fail(kExitUsage, "unknown command '" + args[0] + "' (see leasefs --help)");
+  }
   auto mount_at = std::find(args.begin(), args.end(), "mount");
   if (mount_at != args.end()) {
     std::vector<std::string> mount_args(mount_at + 1, args.end());

@@ -105,7 +105,7 @@ std::optional<std::string> ExpandDashO(const CLI::App& command, std::vector<std:
       std::replace(long_name.begin(), long_name.end(), '_', '-');
       const CLI::Option* option = key.empty() ? nullptr : FindLongOption(command, long_name);
       if (option) {
-        bool is_flag = option->get_type_size() == 0;
+        bool is_flag = option->get_expected_max() == 0;
         if (is_flag && has_value) return "mount option '" + key + "' takes no value";
         if (!is_flag && !has_value)
           return "mount option '" + key + "' needs a value: " + key + "=...";

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -95,8 +96,11 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
     Detach();
     ready.send("ok");
   }
+  // Under a Type=notify systemd unit: ready now (requests queue in the kernel until served).
+  sd_notify(0, "READY=1");
   spdlog::info("serving {} on {}", o.source, o.mountpoint);
   int rc = session->run();
+  sd_notify(0, "STOPPING=1");
   session.reset();  // unmount before saying we stopped
   spdlog::info("unmounted {}", o.mountpoint);
   return rc == 0 ? kExitOk : kExitFailure;

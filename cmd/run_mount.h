@@ -6,6 +6,9 @@
 // it and exits 1. So `leasefs mount` returns only once the mount is usable, or with the reason it
 // is not. The child detaches (setsid, stdio to /dev/null, logs to syslog) and serves until
 // unmounted or signalled.
+//
+// Foreground mode serves in this process; under systemd (Type=notify) it reports READY=1 once
+// mounted and STOPPING=1 when it begins to stop.
 #pragma once
 
 #include "mount_options.h"

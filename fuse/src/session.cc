@@ -4,6 +4,7 @@
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <mutex>
@@ -104,6 +105,11 @@ int Session::run() {
   fuse_loop_cfg_set_max_threads(loop, config_.max_threads);
   int rc = fuse_session_loop_mt(session_, loop);
   fuse_loop_cfg_destroy(loop);
+  // libfuse's signal handler records the signal number as the session's "error".
+  if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) {
+    spdlog::info("stopping on signal {}", rc);
+    return 0;
+  }
   return rc;
 }
 

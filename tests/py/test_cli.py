@@ -1,0 +1,253 @@
+"""The leasefs command as a user meets it: help and version, every kind of bad input (one clear
+line on stderr, non-zero exit, nothing mounted), daemon mode returning only once the mount works,
+clean shutdown on signals and on umount, and the mount(8) helper with a real fstab line.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import unittest
+
+from harness import Mount, binary, mount_type, mounted_pair, temp_root, unmount, wait_for
+
+BUILD_DIR = os.path.dirname(os.environ.get("LEASEFS_BIN", "/nonexistent/leasefs"))
+
+
+def run(*args, **kwargs):
+    return subprocess.run([binary(), *args], capture_output=True, text=True, timeout=30, **kwargs)
+
+
+def daemon_pids(source):
+    """PIDs of leasefs daemons serving `source` (found through /proc, no pid files needed)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and argv and argv[0].endswith(b"leasefs") and source.encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+class HelpAndVersion(unittest.TestCase):
+    def test_version(self):
+        r = run("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout.strip(), r"^leasefs \d+\.\d+\.\d+$")
+
+    def test_help(self):
+        r = run("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("mount", r.stdout)
+        r = run("mount", "--help")
+        self.assertEqual(r.returncode, 0)
+        for option in ("--foreground", "--attr-timeout", "--lease-store", "-o key=value"):
+            self.assertIn(option, r.stdout)
+
+
+class BadInput(unittest.TestCase):
+    def setUp(self):
+        self.root_cm = temp_root()
+        self.root = self.root_cm.__enter__()
+        self.src = os.path.join(self.root, "src")
+        self.mnt = os.path.join(self.root, "mnt")
+        os.makedirs(os.path.join(self.src, "inner"))
+        os.makedirs(self.mnt)
+        open(os.path.join(self.root, "file"), "w").close()
+
+    def tearDown(self):
+        self.root_cm.__exit__(None, None, None)
+
+    def assert_rejected(self, args, fragment, code=None, **kwargs):
+        r = run(*args, **kwargs)
+        self.assertNotEqual(r.returncode, 0, r)
+        if code is not None:
+            self.assertEqual(r.returncode, code, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, f"expected one line, got: {r.stderr!r}")
+        self.assertTrue(lines[0].startswith("leasefs: error: "), lines[0])
+        self.assertIn(fragment, lines[0])
+        self.assertIsNone(mount_type(self.mnt), "a failed mount left something mounted")
+
+    def test_usage_errors_exit_2(self):
+        self.assert_rejected([], "subcommand", code=2)
+        self.assert_rejected(["frobnicate"], "frobnicate", code=2)
+        self.assert_rejected(["mount", "--bogus", self.src, self.mnt], "--bogus", code=2)
+        self.assert_rejected(["mount", "--attr-timeout", "soon", self.src, self.mnt],
+                             "attr-timeout", code=2)
+        self.assert_rejected(["mount", "--threads", "0", self.src, self.mnt], "threads", code=2)
+        self.assert_rejected(["mount", "-o", "bogus=1", self.src, self.mnt],
+                             "unknown mount option 'bogus=1'", code=2)
+        self.assert_rejected(["mount", self.src], "mountpoint", code=2)
+
+    def test_unusable_paths_exit_1(self):
+        j = os.path.join
+        self.assert_rejected(["mount", j(self.root, "nope"), self.mnt], "does not exist", code=1)
+        self.assert_rejected(["mount", j(self.root, "file"), self.mnt], "is not a directory", code=1)
+        self.assert_rejected(["mount", self.src, j(self.root, "nope")], "does not exist", code=1)
+        self.assert_rejected(["mount", self.src, j(self.root, "file")], "is not a directory", code=1)
+        self.assert_rejected(["mount", self.src, self.src], "same directory", code=1)
+        self.assert_rejected(["mount", j(self.src, "inner"), self.src], "is inside mountpoint",
+                             code=1)
+        self.assert_rejected(["mount", self.src, j(self.src, "inner")], "is inside source", code=1)
+        self.assert_rejected(["mount", "--lease-store", "local", self.src, self.mnt],
+                             "not yet supported", code=1)
+
+    def test_busy_mountpoint(self):
+        other = os.path.join(self.root, "other")
+        os.makedirs(other)
+        with Mount(other, self.mnt):
+            r = run("mount", self.src, self.mnt)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("is busy: fuse.leasefs is already mounted there", r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+    def test_no_dev_fuse(self):
+        # A private mount namespace whose /dev has no fuse device.
+        script = f"mount -t tmpfs tmpfs /dev && exec {binary()} mount {self.src} {self.mnt}"
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         "leasefs: error: cannot open /dev/fuse: No such file or directory "
+                         "(load the fuse kernel module; in a container, pass the /dev/fuse device)")
+
+
+class Lifecycle(unittest.TestCase):
+    def test_daemon_mode_returns_when_usable_and_exits_on_umount(self):
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            r = run("mount", src, mnt)
+            try:
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, "")
+                # Usable the moment the command returned: no waiting.
+                self.assertEqual(mount_type(mnt), "fuse.leasefs")
+                with open(os.path.join(mnt, "hello"), "w") as f:
+                    f.write("world")
+                with open(os.path.join(src, "hello")) as f:
+                    self.assertEqual(f.read(), "world")
+                pids = daemon_pids(src)
+                self.assertEqual(len(pids), 1, pids)
+                self.assertEqual(subprocess.run(["umount", mnt]).returncode, 0)
+                wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit after umount")
+            finally:
+                unmount(mnt)
+
+    def test_signals_stop_cleanly(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal=sig.name), temp_root() as root:
+                m = mounted_pair(root)
+                m.process.send_signal(sig)
+                code = m.process.wait(timeout=15)
+                self.assertEqual(code, 0, m.log())
+                self.assertIsNone(mount_type(m.mountpoint))
+                m.stop()
+
+    def test_mount_helper_convention(self):
+        helper = os.path.join(BUILD_DIR, "mount.fuse.leasefs")
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            try:
+                r = subprocess.run([helper, src, mnt, "-n", "-o",
+                                    "rw,_netdev,nofail,noatime,attr_timeout=2,x-systemd.automount"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(mount_type(mnt), "fuse.leasefs")
+                with open("/proc/self/mountinfo") as f:
+                    line = next(l for l in f if l.split()[4] == mnt)
+                self.assertIn("noatime", line.split()[5])
+                # -f: mount(8)'s "fake" mode does nothing.
+                unmount(mnt)
+                wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit")
+                r = subprocess.run([helper, src, mnt, "-f"], capture_output=True, timeout=30)
+                self.assertEqual(r.returncode, 0)
+                self.assertIsNone(mount_type(mnt))
+            finally:
+                unmount(mnt)
+
+    def test_fstab_line_through_mount8(self):
+        """mount(8) with an fstab line runs /sbin/mount.fuse.leasefs; done in a private mount
+        namespace where /sbin holds only our helper, so the host's /sbin is left alone."""
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            sbin = os.path.join(root, "sbin")
+            for d in (src, mnt, sbin):
+                os.makedirs(d)
+            os.symlink(binary(), os.path.join(sbin, "mount.fuse.leasefs"))
+            with open(os.path.join(src, "marker"), "w") as f:
+                f.write("from-source")
+            fstab = os.path.join(root, "fstab")
+            with open(fstab, "w") as f:
+                f.write(f"{src} {mnt} fuse.leasefs _netdev,noatime,attr_timeout=1 0 0\n")
+            script = textwrap.dedent(f"""\
+                set -e
+                mount --bind {sbin} /sbin
+                mount -T {fstab} {mnt}
+                cat {mnt}/marker
+                echo
+                umount {mnt}
+                """)
+            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                script], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip(), "from-source")
+            wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit after umount")
+
+
+class Systemd(unittest.TestCase):
+    REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def test_notify_ready_only_once_mounted(self):
+        with temp_root() as root:
+            sock_path = os.path.join(root, "notify.sock")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(sock_path)
+            sock.settimeout(10)
+            os.environ["NOTIFY_SOCKET"] = sock_path
+            try:
+                src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+                os.makedirs(src)
+                os.makedirs(mnt)
+                m = Mount(src, mnt)
+            finally:
+                del os.environ["NOTIFY_SOCKET"]
+            with m:
+                message = sock.recv(4096).decode()
+                self.assertIn("READY=1", message)
+                self.assertEqual(mount_type(mnt), "fuse.leasefs")
+                m.process.send_signal(signal.SIGTERM)
+                self.assertIn("STOPPING=1", sock.recv(4096).decode())
+            sock.close()
+
+    def test_units_verify(self):
+        analyze = shutil.which("systemd-analyze")
+        self.assertIsNotNone(analyze, "systemd-analyze is needed (apt-get install systemd)")
+        with temp_root() as root:
+            for name in os.listdir(os.path.join(self.REPO, "systemd")):
+                with open(os.path.join(self.REPO, "systemd", name)) as f:
+                    text = f.read().replace("/usr/local/bin/leasefs", binary())
+                with open(os.path.join(root, name), "w") as f:
+                    f.write(text)
+            os.rename(os.path.join(root, "leasefs@.service"),
+                      os.path.join(root, "leasefs@srv-db.service"))
+            r = subprocess.run([analyze, "verify", "leasefs@srv-db.service", "srv-db.mount"],
+                               cwd=root, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stderr.strip(), "")
+
+
+if __name__ == "__main__":
+    unittest.main()

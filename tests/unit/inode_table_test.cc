@@ -1,0 +1,95 @@
+// Unit tests for the passthrough's inode table: one Inode per backing file, reference counts
+// that follow the kernel's lookups and forgets, descriptors closed exactly when the last
+// reference goes.
+#include "inode_table.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace leasefs::fuse {
+namespace {
+
+class InodeTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/leasefs-inode-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    int fd = open(root_.c_str(), O_PATH | O_DIRECTORY);
+    ASSERT_GE(fd, 0);
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    table_.set_root(fd, st);
+    ASSERT_EQ(system(("touch " + root_ + "/a && ln " + root_ + "/a " + root_ + "/b").c_str()), 0);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  // Opens `name` as the passthrough's lookup does and acquires it.
+  Inode& Acquire(const char* name) {
+    int fd = openat(table_.root().fd, name, O_PATH | O_NOFOLLOW);
+    EXPECT_GE(fd, 0);
+    struct stat st;
+    EXPECT_EQ(fstatat(fd, "", &st, AT_EMPTY_PATH), 0);
+    return table_.acquire(fd, st);
+  }
+  static bool IsOpen(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+  std::string root_;
+  InodeTable table_;
+};
+
+TEST_F(InodeTableTest, HardLinksShareOneInode) {
+  Inode& a = Acquire("a");
+  Inode& b = Acquire("b");
+  EXPECT_EQ(&a, &b);
+  EXPECT_EQ(a.lookups, 2u);
+  EXPECT_EQ(table_.size(), 2u);  // root + one file
+}
+
+TEST_F(InodeTableTest, ForgetClosesDescriptorAtZero) {
+  Inode& a = Acquire("a");
+  Acquire("a");
+  int fd = a.fd;
+  const dev_t device = a.device;
+  const ino_t number = a.number;
+  table_.forget(a, 1);
+  EXPECT_TRUE(IsOpen(fd));
+  EXPECT_NE(table_.find(device, number), nullptr);
+  table_.forget(a, 1);
+  EXPECT_FALSE(IsOpen(fd));
+  EXPECT_EQ(table_.find(device, number), nullptr);
+  EXPECT_EQ(table_.size(), 1u);
+}
+
+TEST_F(InodeTableTest, ForgetMoreThanHeldDoesNotUnderflow) {
+  Inode& a = Acquire("a");
+  const ino_t number = a.number;
+  const dev_t device = a.device;
+  table_.forget(a, 5);
+  EXPECT_EQ(table_.find(device, number), nullptr);
+}
+
+TEST_F(InodeTableTest, RootIsPinned) {
+  table_.forget(table_.root(), 100);
+  EXPECT_TRUE(IsOpen(table_.root().fd));
+  EXPECT_EQ(table_.find(table_.root().device, table_.root().number), &table_.root());
+}
+
+TEST_F(InodeTableTest, RedundantDescriptorIsClosed) {
+  Acquire("a");
+  int fd = openat(table_.root().fd, "b", O_PATH | O_NOFOLLOW);
+  struct stat st;
+  ASSERT_EQ(fstatat(fd, "", &st, AT_EMPTY_PATH), 0);
+  Inode& again = table_.acquire(fd, st);
+  EXPECT_NE(again.fd, fd);
+  EXPECT_FALSE(IsOpen(fd));
+}
+
+}  // namespace
+}  // namespace leasefs::fuse
