@@ -144,6 +144,42 @@ class Lifecycle(unittest.TestCase):
             finally:
                 unmount(mnt)
 
+    def test_daemon_logs_to_syslog(self):
+        """Daemonized, leasefs logs through syslog(3): catch it on our own /dev/log socket, in a
+        private mount namespace whose /dev holds just null, fuse and that socket."""
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            log_path = os.path.join(root, "log.sock")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(log_path)
+            sock.settimeout(10)
+            old_dev = os.path.join(root, "olddev")
+            os.makedirs(old_dev)
+            script = textwrap.dedent(f"""\
+                set -e
+                mount --rbind /dev {old_dev}
+                mount -t tmpfs tmpfs /dev
+                for node in null fuse log; do touch /dev/$node; done
+                mount --bind {old_dev}/null /dev/null
+                mount --bind {old_dev}/fuse /dev/fuse
+                mount --bind {log_path} /dev/log
+                {binary()} mount {src} {mnt}
+                umount {mnt}
+                """)
+            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                script], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stderr, "", "a daemonized mount must not write to the terminal")
+            messages = []
+            while not any("unmounted" in m for m in messages):
+                messages.append(sock.recv(4096).decode(errors="replace"))
+            sock.close()
+            joined = "\n".join(messages)
+            self.assertRegex(joined, rf"leasefs\[\d+\]: serving {src} on {mnt}")
+            self.assertIn(f"unmounted {mnt}", joined)
+
     def test_signals_stop_cleanly(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal=sig.name), temp_root() as root:
