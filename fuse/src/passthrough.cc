@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -182,6 +183,26 @@ class PassthroughImpl final : public Passthrough {
     return rc < 0 ? errno : 0;
   }
 
+  // The mode to create a node with. With DONT_MASK the kernel sent the caller's mode unmasked
+  // and its umask separately. The backing filesystem applies the *process* umask unless the
+  // parent has a default ACL, which is exactly the rule to reproduce; so each worker thread gets
+  // its own umask (unshare(CLONE_FS), once) set to the caller's. If a thread cannot, the umask is
+  // applied here (default ACLs then cannot widen the mode; never a wider mode than asked).
+  mode_t creation_mode(fuse_req_t req, mode_t mode) {
+    if (!caller_umask_) return mode;
+    thread_local int own_umask = -1;  // -1 unknown, 1 this thread has its own fs_struct, 0 not
+    if (own_umask < 0) {
+      own_umask = unshare(CLONE_FS) == 0 ? 1 : 0;
+      if (!own_umask) spdlog::warn("unshare(CLONE_FS): {}; default ACLs ignored", strerror(errno));
+    }
+    mode_t caller_umask = fuse_req_ctx(req)->umask;
+    if (own_umask) {
+      umask(caller_umask);
+      return mode;
+    }
+    return mode & ~caller_umask;
+  }
+
   // openat(O_CREAT) that also tells whether this call created the file, which only matters when
   // the file must then be handed to the caller: try O_EXCL first, else open what exists.
   int open_or_create(Inode& parent, const char* name, int flags, mode_t mode, bool* created) {
@@ -210,6 +231,7 @@ class PassthroughImpl final : public Passthrough {
     Inode& parent = inode_of(parent_ino);
     if (int err = admit(parent, lock::WriteKind::kCreate, name))
       return (void)fuse_reply_err(req, err);
+    mode = creation_mode(req, mode);
     int rc;
     if (S_ISDIR(mode)) {
       rc = mkdirat(parent.fd, name, mode);
@@ -238,6 +260,15 @@ class PassthroughImpl final : public Passthrough {
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     if (!fs.seams_.locks) conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+    // The kernel clears set-user-ID/set-group-ID on write, truncate and chown itself (by a
+    // SETATTR). Left to us, it would not happen: our writes run as root, which keeps them.
+    conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+    // POSIX ACLs: the kernel enforces them (reading system.posix_acl_* through getxattr) and
+    // leaves the umask to us, so a default ACL on the parent overrides it as on a local disk.
+    if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+      conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+      fs.caller_umask_ = true;
+    }
     spdlog::debug("FUSE protocol {}.{}, max_write {}", conn->proto_major, conn->proto_minor,
                   conn->max_write);
   }
@@ -421,7 +452,7 @@ class PassthroughImpl final : public Passthrough {
     // daemon follow one out of SOURCE.
     int flags = ((fi->flags | O_CREAT) & ~O_DIRECT) | O_NOFOLLOW | O_CLOEXEC;
     bool created = false;
-    int fd = fs.open_or_create(parent, name, flags, mode, &created);
+    int fd = fs.open_or_create(parent, name, flags, fs.creation_mode(req, mode), &created);
     if (fd < 0) return (void)fuse_reply_err(req, errno);
     if (created) {
       if (int err = fs.give_to_caller(req, parent, name, fd)) {
@@ -706,6 +737,7 @@ class PassthroughImpl final : public Passthrough {
   dev_t source_device_ = 0;
   std::atomic<fuse_session*> session_{nullptr};
   std::atomic<bool> warned_nested_{false};
+  bool caller_umask_ = false;  // set in init, before any request that creates
   fuse_lowlevel_ops ops_{};
 };
 

@@ -80,6 +80,7 @@ std::unique_ptr<Session> Session::Mount(Passthrough& fs, const SessionConfig& co
   std::unique_ptr<Session> session(new Session);
   session->config_ = config;
   session->session_ = fuse_session_new(&args, &fs.operations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&args);  // fuse_session_new() parsed them into a copy it owns
   if (!session->session_) {
     *error = "cannot create FUSE session: " + take_fuse_message();
     return nullptr;
