@@ -1,0 +1,223 @@
+// leasefs/lock/lease_manager.h — sessions, claims and handoff: the cluster side of locking.
+//
+// THE PICTURE
+//   Each mount is one *session* (a host, to the cluster). A session holds *claims* on the lock
+//   *regions* of databases: mode R (shared) or W (exclusive), in the lease store, in one record
+//   per database. The host lock table (lock_table.h) arbitrates between the processes of one
+//   host; this class makes sure that whatever the host's processes hold, the host holds a claim
+//   covering it, so POSIX semantics hold cluster-wide at region granularity.
+//
+// RECORDS (JSON bodies in the LeaseStore; the store's revision guards every write)
+//   session/<id>  {"name","state":"alive"|"dead","token"}
+//       Rewritten every L/4 (the renewal). Its revision is the heartbeat counter.
+//   db/<id>       {"version":N, "claims":{session:{region:"r"|"w"}}, "demand":{session:{region:
+//                  "r"|"w"}}, "token"}
+//       `version` counts releases of W claims that wrote: the data version used for coherence.
+//   Every body carries a token unique to that write, so an ambiguous write is settled by
+//   re-reading (token present: it landed).
+//
+// SESSIONS AND FENCING
+//   Renewal is a compare-and-set of our own session record. Its deadline is
+//       sent_time_of_last_successful_renewal + L·(1−2ρ) − margin      (our monotonic clock)
+//   and nothing this host does to leased files is admitted past it (fenced()). A renewal that
+//   fails with a conflict means another host declared us dead: every claim is gone, and the
+//   session is over (dead() stays true; the owner starts a new LeaseManager).
+//   Another host declares us dead only after seeing our session record's revision unchanged for
+//   a full L on ITS clock, by a compare-and-set on the revision it saw (so a renewal that races
+//   it wins). Because our deadline ran from a renewal sent before its observation, we stopped
+//   writing before it can take over. No clock is shared; only durations on local clocks count.
+//
+// CLAIMS, CACHING, HANDOFF
+//   acquire() makes the host's claims cover what its processes need. A cached claim (held, no
+//   local process using it) is kept, so a lone busy host costs the store nothing per
+//   transaction. Conflicts with a live session record *demand* in the database record and answer
+//   kBusy (the caller returns EAGAIN; SQLite retries). A holder learns of demand by polling the
+//   records of the databases where it has seen other sessions (while it holds claims there), and
+//   yields every claim no local process uses. Idle claims are also released after
+//   idle_release even without demand, which bounds the wait of a host the holder never saw.
+//   Before a W claim is released or downgraded, the listener flushes the database's backing files
+//   to stable storage, and if the host wrote, the version is bumped in the same write.
+//
+// COHERENCE
+//   When a claim is granted and the database's version differs from the last one this host saw,
+//   the listener drops every cache of the database's files before acquire() returns. While the
+//   claim is held no other host can write, so caches stay valid.
+//
+// CLUSTER-WIDE F_GETLK
+//   foreign_holder() reports a conflicting claim of another live session. An idle cached claim
+//   is reported as held (conservative): answering "unlocked" while a host might be about to use
+//   its cached RESERVED claim could make SQLite roll back a live journal. A crashed process's
+//   hot journal is still found, once the holder releases the idle claim (idle_release) — this
+//   refines DESIGN.md, which would ask the holder to yield first on every probe.
+//
+// THREADS AND LOCK ORDER
+//   All public methods are thread-safe. mutex_ guards all state; store I/O happens with it
+//   released, under the per-database `busy` flag, so one database's round trip never stalls
+//   another's lock calls. Listener callbacks are made without mutex_ held.
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "leasefs/lock/clock.h"
+#include "leasefs/lock/lease_store.h"
+
+namespace leasefs::lock {
+
+enum class Region : uint8_t {
+  kPending,   // database file, SQLite PENDING byte
+  kReserved,  // database file, RESERVED byte
+  kShared,    // database file, SHARED range
+  kWal0,      // -shm lock bytes 120..127: kWal0 + i
+  kWal1,
+  kWal2,
+  kWal3,
+  kWal4,
+  kWal5,
+  kWal6,
+  kWal7,
+  kWhole,  // any other file: one region for the whole file
+  kCount
+};
+inline constexpr size_t kRegionCount = static_cast<size_t>(Region::kCount);
+const char* RegionName(Region region);
+
+enum class Mode : uint8_t { kNone, kRead, kWrite };
+using RegionModes = std::array<Mode, kRegionCount>;
+
+struct LeaseConfig {
+  std::string session_name;                          // shown in status, e.g. "host:/srv/db"
+  Duration lease = std::chrono::seconds(10);         // L
+  double drift = 0.001;                              // ρ: bound on relative clock-rate error
+  Duration margin = std::chrono::milliseconds(500);  // subtracted from every deadline
+  Duration idle_release = std::chrono::seconds(1);   // cached idle claims are released after this
+  Duration poll_interval = std::chrono::milliseconds(5);  // demand polling while competing
+  Duration competition_memory = std::chrono::seconds(5);  // stop polling after this quiet time
+  Duration store_timeout = std::chrono::seconds(2);       // bound of one store operation
+};
+
+// What the lease manager needs from the host side. Called without the manager's lock held,
+// from the thread calling acquire() or from the background thread.
+class LeaseListener {
+ public:
+  virtual ~LeaseListener() = default;
+  // Make everything this host wrote to the database's files durable on the backing storage.
+  virtual void flush(const std::string& db) = 0;
+  // Another host may have changed the database: drop every cache of its files.
+  virtual void invalidate(const std::string& db) = 0;
+};
+
+enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
+
+struct LeaseStats {
+  uint64_t store_requests = 0;
+  uint64_t handoffs = 0;       // claims yielded to another session's demand
+  uint64_t idle_releases = 0;  // claims released after idle_release
+  uint64_t invalidations = 0;
+  uint64_t sessions_reaped = 0;
+  uint64_t renewals = 0;
+  uint64_t renewal_failures = 0;
+};
+
+class LeaseManager {
+ public:
+  LeaseManager(LeaseStore& store, const Clock& clock, LeaseConfig config, LeaseListener& listener);
+  ~LeaseManager();  // stop() if still running
+
+  // Creates this session's record. On failure returns false and one line in *error.
+  bool start(std::string* error);
+  // Starts the background thread (renewal, demand polling, idle release).
+  void run_background();
+  // Releases every claim (flushing as needed) and deletes the session record.
+  void stop();
+
+  // `use` is what this host's processes will hold on `db`, per region, once the lock being
+  // requested is granted. Makes the host's claims cover it; on kGranted records it as the local
+  // use. The caller serializes acquire() and set_use() per database and applies the lock to its
+  // table before its next call for that database, so the local use never runs ahead of claims.
+  ClaimResult acquire(const std::string& db, const RegionModes& use);
+  // After locks were dropped: what this host's processes now hold on `db`. Claims beyond it
+  // become cached; where another session waits they are yielded promptly.
+  void set_use(const std::string& db, const RegionModes& use);
+  // The mode of a conflicting claim another live session holds on `region` for a lock of
+  // `mode`, or kNone. May read the store.
+  Mode foreign_holder(const std::string& db, Region region, Mode mode);
+  // The host wrote to the database's files (its W claim will bump the version on release).
+  void mark_dirty(const std::string& db);
+  // True if this host may write to `db` now: holds W on RESERVED or SHARED (or a WAL write
+  // byte or the whole-file region) and is not fenced.
+  bool may_write(const std::string& db) const;
+  // The claims this host holds (cached or in use) on `db`.
+  RegionModes held(const std::string& db) const;
+
+  bool fenced() const;
+  bool dead() const;
+  TimePoint deadline() const;
+  const std::string& session_id() const { return session_id_; }
+  LeaseStats stats() const;
+
+  // One step of the background work, for tests (the background thread calls it in a loop).
+  // Returns when the next step is due.
+  TimePoint tick();
+
+ private:
+  struct Observation {
+    uint64_t revision = 0;
+    TimePoint since;
+  };
+  struct Database {
+    RegionModes claims{};  // what the store says we hold
+    RegionModes use{};     // what local processes hold (never more than claims)
+    uint64_t last_version = 0;
+    bool seen_version = false;
+    bool dirty = false;
+    bool busy = false;          // a store operation for this database is in flight
+    TimePoint last_used;        // last time any local use or acquire touched it
+    TimePoint competitor_seen;  // last time another session appeared in its record
+    bool competing = false;
+    bool yield_now = false;  // local use dropped while competing: poll at once
+  };
+
+  ClaimResult acquire_from_store(const std::string& db, const RegionModes& use);
+  bool renew();
+  bool session_is_dead(const std::string& session);  // may mark it dead in the store
+  // Gives up claims on `db` beyond local use: all of them, or (only_if_demand) those another
+  // session's demand conflicts with. Returns false if the store could not be reached.
+  bool release_claims(const std::string& db, bool only_if_demand);
+  StoreResult store_get(const std::string& key);
+  StoreResult store_put(const std::string& key, uint64_t revision, const std::string& body);
+  StoreResult settle(const std::string& key, const StoreResult& attempt, const std::string& token);
+  std::string next_token();
+  TimePoint store_deadline() const;
+  void lock_database(std::unique_lock<std::mutex>& lock, Database& db);
+  void unlock_database(Database& db);
+
+  LeaseStore& store_;
+  const Clock& clock_;
+  const LeaseConfig config_;
+  LeaseListener& listener_;
+  std::string session_id_;
+  std::string session_key_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;  // database busy flags, and the background thread's wakeups
+  std::map<std::string, Database> databases_;
+  std::map<std::string, Observation> observations_;  // other sessions' liveness, by session id
+  uint64_t session_revision_ = 0;
+  TimePoint deadline_{};
+  TimePoint next_renewal_{};
+  bool dead_ = false;
+  bool stopping_ = false;
+  uint64_t token_counter_ = 0;
+  LeaseStats stats_;
+  std::thread background_;
+};
+
+}  // namespace leasefs::lock

@@ -1,0 +1,372 @@
+// Unit tests for the lease protocol (lease_manager.h): several sessions on one real local store,
+// time driven by a ManualClock (nothing sleeps), faults injected by a wrapper store that can be
+// down or answer "ambiguous" after applying a write — failures the real store cannot produce on
+// demand.
+#include "leasefs/lock/lease_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "leasefs/lock/local_store.h"
+
+namespace leasefs::lock {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class FaultyStore final : public LeaseStore {
+ public:
+  enum class Fault { kNone, kDown, kAmbiguousAfterApply };
+  explicit FaultyStore(LeaseStore& inner) : inner_(inner) {}
+  void set_fault(Fault fault) { fault_ = fault; }
+  uint64_t requests() const { return requests_; }
+
+  StoreResult get(const std::string& key, TimePoint deadline) override {
+    requests_++;
+    if (fault_ == Fault::kDown) return Down();
+    return inner_.get(key, deadline);
+  }
+  StoreResult put(const std::string& key, uint64_t revision, const std::string& body,
+                  TimePoint deadline) override {
+    requests_++;
+    if (fault_ == Fault::kDown) return Down();
+    StoreResult r = inner_.put(key, revision, body, deadline);
+    if (fault_ == Fault::kAmbiguousAfterApply && r.ok()) {
+      r.outcome = StoreOutcome::kAmbiguous;
+      r.error = "injected: timed out after sending";
+    }
+    return r;
+  }
+  StoreResult remove(const std::string& key, uint64_t revision, TimePoint deadline) override {
+    requests_++;
+    if (fault_ == Fault::kDown) return Down();
+    return inner_.remove(key, revision, deadline);
+  }
+  StoreResult list(const std::string& prefix, std::vector<Record>* out,
+                   TimePoint deadline) override {
+    return inner_.list(prefix, out, deadline);
+  }
+  std::string describe() const override { return "faulty:" + inner_.describe(); }
+
+ private:
+  static StoreResult Down() {
+    StoreResult r;
+    r.outcome = StoreOutcome::kUnavailable;
+    r.error = "injected: store down";
+    return r;
+  }
+  LeaseStore& inner_;
+  std::atomic<Fault> fault_{Fault::kNone};
+  std::atomic<uint64_t> requests_{0};
+};
+
+class RecordingListener final : public LeaseListener {
+ public:
+  void flush(const std::string& db) override { flushes[db]++; }
+  void invalidate(const std::string& db) override { invalidations[db]++; }
+  std::map<std::string, int> flushes, invalidations;
+};
+
+RegionModes Use(std::initializer_list<std::pair<Region, Mode>> regions) {
+  RegionModes modes{};
+  for (auto [region, mode] : regions) modes[static_cast<size_t>(region)] = mode;
+  return modes;
+}
+
+const RegionModes kNothing{};
+const RegionModes kShared = Use({{Region::kShared, Mode::kRead}});
+const RegionModes kReserved =
+    Use({{Region::kShared, Mode::kRead}, {Region::kReserved, Mode::kWrite}});
+const RegionModes kExclusive = Use({{Region::kPending, Mode::kWrite},
+                                    {Region::kReserved, Mode::kWrite},
+                                    {Region::kShared, Mode::kWrite}});
+
+// One host: its fault-injectable view of the shared store, its listener, its lease manager.
+struct Host {
+  Host(LeaseStore& shared, const Clock& clock, const std::string& name, LeaseConfig config = {})
+      : store(shared) {
+    config.session_name = name;
+    manager = std::make_unique<LeaseManager>(store, clock, config, listener);
+    std::string error;
+    EXPECT_TRUE(manager->start(&error)) << error;
+  }
+  FaultyStore store;
+  RecordingListener listener;
+  std::unique_ptr<LeaseManager> manager;
+};
+
+class LeaseManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/leasefs-unit-lease-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    std::string error;
+    store_ = OpenLocalStore(dir_ + "/leases.db", real_clock_, &error);
+    ASSERT_NE(store_, nullptr) << error;
+  }
+  void TearDown() override {
+    hosts_.clear();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Host& AddHost(const std::string& name, LeaseConfig config = {}) {
+    hosts_.push_back(std::make_unique<Host>(*store_, clock_, name, config));
+    return *hosts_.back();
+  }
+  Mode ClaimInStore(Host& host, Region region) {
+    return host.manager->held("app.db")[static_cast<size_t>(region)];
+  }
+
+  SteadyClock real_clock_;  // only for the local store's own busy timeouts
+  ManualClock clock_;
+  std::string dir_;
+  std::unique_ptr<LeaseStore> store_;
+  std::vector<std::unique_ptr<Host>> hosts_;
+};
+
+TEST_F(LeaseManagerTest, DeadlineFollowsTheRenewalSendTime) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  config.drift = 0.01;
+  config.margin = milliseconds(500);
+  TimePoint started = clock_.now();
+  Host& a = AddHost("a", config);
+  // L(1-2ρ) - margin = 10 s * 0.98 - 0.5 s = 9.3 s after the send.
+  EXPECT_EQ(a.manager->deadline(), started + milliseconds(9300));
+  clock_.advance(milliseconds(2500));  // L/4: renewal due
+  a.manager->tick();
+  EXPECT_EQ(a.manager->deadline(), started + milliseconds(2500 + 9300));
+  EXPECT_EQ(a.manager->stats().renewals, 1u);
+}
+
+TEST_F(LeaseManagerTest, LoneHostCostsNothingPerTransaction) {
+  Host& a = AddHost("a");
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->set_use("app.db", kNothing);
+  uint64_t before = a.store.requests();
+  for (int tx = 0; tx < 1000; tx++) {  // SHARED, RESERVED, EXCLUSIVE, unlock: all cached
+    ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+    ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+    ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+    a.manager->mark_dirty("app.db");
+    a.manager->set_use("app.db", kNothing);
+    a.manager->tick();  // no competitor seen: no polling
+  }
+  EXPECT_EQ(a.store.requests() - before, 0u);
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+}
+
+TEST_F(LeaseManagerTest, ConflictRecordsDemandAndTheIdleHolderYields) {
+  LeaseConfig config;
+  config.idle_release = seconds(1);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  // B's reader conflicts with A's W on SHARED while A's process holds it.
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  a.manager->tick();  // in use: A must not give anything up
+  EXPECT_EQ(ClaimInStore(a, Region::kShared), Mode::kWrite);
+
+  // Round 1: A has never seen another session on this database, so it is not polling; its
+  // idle claims go after idle_release, which bounds B's wait.
+  a.manager->set_use("app.db", kNothing);
+  a.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kExclusive);
+  clock_.advance(milliseconds(1100));
+  a.manager->tick();
+  b.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  EXPECT_EQ(a.listener.flushes["app.db"], 1);  // durable before anyone else can read
+  EXPECT_FALSE(a.manager->may_write("app.db"));
+  int invalidations_before = b.listener.invalidations["app.db"];
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  // A wrote: the version moved, so B drops its caches before its reader proceeds.
+  EXPECT_EQ(b.listener.invalidations["app.db"], invalidations_before + 1);
+  b.manager->set_use("app.db", kNothing);
+
+  // Round 2: A now knows B is around. Its next grant records that, and once its transaction
+  // ends it yields to B's demand at the very next tick (a handoff, not an idle release).
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);  // B's cached R
+  b.manager->tick();                                                        // B yields it
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  a.manager->set_use("app.db", kNothing);
+  a.manager->tick();
+  // Only what B's demand conflicts with is yielded: A keeps PENDING and RESERVED cached, which
+  // SQLite allows alongside readers elsewhere.
+  EXPECT_EQ(a.manager->held("app.db"),
+            Use({{Region::kPending, Mode::kWrite}, {Region::kReserved, Mode::kWrite}}));
+  EXPECT_EQ(a.manager->stats().handoffs, 1u);
+  EXPECT_EQ(a.listener.flushes["app.db"], 2);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.invalidations["app.db"], invalidations_before + 2);
+}
+
+TEST_F(LeaseManagerTest, ReadersOnTwoHostsShareAndAWriterWaitsForBoth) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  // RESERVED alongside readers is fine (SQLite's writer may prepare while others read).
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  // EXCLUSIVE needs B's reader gone.
+  EXPECT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  b.manager->set_use("app.db", kNothing);
+  b.manager->tick();
+  EXPECT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+}
+
+TEST_F(LeaseManagerTest, IdleClaimsAreReleasedWithoutDemand) {
+  LeaseConfig config;
+  config.idle_release = seconds(1);
+  Host& a = AddHost("a", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(900));
+  a.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kExclusive);
+  clock_.advance(milliseconds(200));
+  a.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  EXPECT_EQ(a.manager->stats().idle_releases, 1u);
+}
+
+TEST_F(LeaseManagerTest, FencedWhileTheStoreIsDownAndBackWhenItReturns) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  Host& a = AddHost("a", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+  a.store.set_fault(FaultyStore::Fault::kDown);
+  // Renewals fail; until the deadline the host still owns its claims.
+  for (int step = 0; step < 18; step++) {
+    clock_.advance(milliseconds(500));
+    a.manager->tick();
+  }
+  EXPECT_GT(a.manager->stats().renewal_failures, 0u);
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+  clock_.advance(seconds(1));  // past L(1-2ρ) - margin since the last renewal
+  EXPECT_TRUE(a.manager->fenced());
+  EXPECT_FALSE(a.manager->may_write("app.db"));
+  EXPECT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kFenced);
+  // The store returns before anyone declared the session dead: everything works again.
+  a.store.set_fault(FaultyStore::Fault::kNone);
+  a.manager->tick();
+  EXPECT_FALSE(a.manager->fenced());
+  EXPECT_FALSE(a.manager->dead());
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+}
+
+TEST_F(LeaseManagerTest, DeadHostIsReapedOnlyAfterAFullLeaseOnTheWaitersClock) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  // A's daemon "dies": it never ticks again. B keeps retrying like SQLite's busy handler.
+  EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);  // first observation
+  clock_.advance(seconds(9));
+  b.manager->tick();
+  EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  EXPECT_FALSE(a.manager->fenced());
+  // A's deadline (9.48 s after its last renewal was sent) passes before B may take over (10 s
+  // after B first saw A's record): A stopped writing before anyone could start.
+  clock_.advance(milliseconds(600));
+  EXPECT_TRUE(a.manager->fenced());
+  b.manager->tick();
+  EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  clock_.advance(milliseconds(600));
+  b.manager->tick();
+  int invalidations_before = b.listener.invalidations["app.db"];
+  ASSERT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->stats().sessions_reaped, 1u);
+  EXPECT_EQ(b.listener.invalidations["app.db"], invalidations_before + 1);
+  // A comes back (e.g. un-paused): its renewal finds it was declared dead.
+  a.manager->tick();
+  EXPECT_TRUE(a.manager->dead());
+  EXPECT_FALSE(a.manager->may_write("app.db"));
+  EXPECT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kFenced);
+}
+
+TEST_F(LeaseManagerTest, RenewingHolderIsNeverReaped) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  for (int step = 0; step < 40; step++) {  // 100 s of A working and renewing, B waiting
+    clock_.advance(milliseconds(2500));
+    a.manager->tick();
+    b.manager->tick();
+    EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  }
+  EXPECT_EQ(b.manager->stats().sessions_reaped, 0u);
+  EXPECT_FALSE(a.manager->dead());
+}
+
+TEST_F(LeaseManagerTest, AmbiguousWritesAreSettledByReading) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  a.store.set_fault(FaultyStore::Fault::kAmbiguousAfterApply);
+  // Every write "times out" after landing; the host must still know what it holds.
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  clock_.advance(seconds(3));
+  a.manager->tick();  // ambiguous renewal
+  clock_.advance(seconds(3));
+  a.manager->tick();  // and another: must not conclude it was declared dead
+  EXPECT_FALSE(a.manager->dead());
+  EXPECT_GE(a.manager->stats().renewals, 2u);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));  // A never saw B: its idle claims go after idle_release
+  a.manager->tick();           // released, ambiguously
+  a.store.set_fault(FaultyStore::Fault::kNone);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+}
+
+TEST_F(LeaseManagerTest, ForeignHolderIsClusterWideGetlk) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kReserved, Mode::kWrite), Mode::kNone);
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kReserved, Mode::kWrite), Mode::kWrite);
+  // Idle but cached is still reported as held (a live journal must never look hot)...
+  a.manager->set_use("app.db", kNothing);
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kReserved, Mode::kWrite), Mode::kWrite);
+  // ...until the holder releases it.
+  clock_.advance(seconds(2));
+  a.manager->tick();
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kReserved, Mode::kWrite), Mode::kNone);
+  // A reader's claim does not conflict with a read probe.
+  ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kShared, Mode::kRead), Mode::kNone);
+  EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kShared, Mode::kWrite), Mode::kRead);
+}
+
+TEST_F(LeaseManagerTest, CleanStopReleasesEverything) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  a.manager->stop();
+  EXPECT_EQ(a.listener.flushes["app.db"], 1);
+  EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  std::vector<Record> sessions;
+  ASSERT_TRUE(store_->list("session/", &sessions, real_clock_.now() + seconds(5)).ok());
+  ASSERT_EQ(sessions.size(), 1u);  // only b's
+  EXPECT_EQ(sessions[0].key, "session/" + b.manager->session_id());
+}
+
+}  // namespace
+}  // namespace leasefs::lock
