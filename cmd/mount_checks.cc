@@ -84,10 +84,16 @@ bool IsMountPoint(const std::string& path, std::string* fstype, const std::strin
 }
 
 std::optional<std::string> CheckMountRequest(MountOptions& o) {
+  if (o.lease_store.rfind("dynamodb://", 0) == 0) {
+    return "--lease-store dynamodb:// is not yet supported by this version of leasefs";
+  }
+  if (o.lease_store != "none" && o.lease_store != "local" &&
+      o.lease_store.rfind("local:", 0) != 0) {
+    return "bad --lease-store '" + o.lease_store + "': expected local, local:PATH or none";
+  }
+  if (o.lease_store == "local:") return "bad --lease-store 'local:': the PATH is missing";
   for (const auto& [name, value] :
-       {std::pair{"--lease-store", &o.lease_store},
-        std::pair{"--lease-duration", &o.lease_duration}, std::pair{"--replica", &o.replica},
-        std::pair{"--metrics-addr", &o.metrics_addr}}) {
+       {std::pair{"--replica", &o.replica}, std::pair{"--metrics-addr", &o.metrics_addr}}) {
     if (!value->empty()) {
       return std::string(name) + " is not yet supported by this version of leasefs";
     }

@@ -71,9 +71,14 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   command.add_flag("-d,--debug", o.fuse_debug, "Trace every FUSE request (implies -f)");
   command.add_option("--lease-store", o.lease_store,
-                     "Lease store: local[:PATH] or dynamodb://TABLE?region=R (not yet supported)");
-  command.add_option("--lease-duration", o.lease_duration,
-                     "Lease duration in seconds (not yet supported)");
+                     "Where leases live: local[:PATH] (default, a SQLite file on local disk shared "
+                     "by this machine's mounts), or none (locks only between this host's "
+                     "processes); dynamodb://TABLE?region=R is not yet supported");
+  command
+      .add_option("--lease-duration", o.lease_duration,
+                  "Lease duration L in seconds (default 10): a dead host's locks pass to "
+                  "others after L")
+      ->check(CLI::Range(1.0, 3600.0));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command.add_option("--metrics-addr", o.metrics_addr,
                      "Serve Prometheus metrics on HOST:PORT (not yet supported)");

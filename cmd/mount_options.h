@@ -34,9 +34,9 @@ struct MountOptions {
   std::string log_level = "info";
   bool fuse_debug = false;
   std::vector<std::string> kernel_options;
-  // Accepted now, implemented by later work; Validate() rejects them with "not yet supported".
-  std::string lease_store;
-  std::string lease_duration;
+  std::string lease_store = "local";  // local[:PATH] | none | dynamodb://... (not yet)
+  double lease_duration = 10;
+  // Accepted now, implemented by later work; CheckMountRequest rejects them "not yet supported".
   std::string replica;
   std::string metrics_addr;
 };

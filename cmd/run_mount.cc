@@ -17,6 +17,9 @@
 
 #include "leasefs/fuse/passthrough.h"
 #include "leasefs/fuse/session.h"
+#include "leasefs/lock/host_locks.h"
+#include "leasefs/lock/lease_manager.h"
+#include "leasefs/lock/local_store.h"
 
 namespace leasefs::cmd {
 namespace {
@@ -60,6 +63,42 @@ void Detach() {
   if (chdir("/") < 0) spdlog::warn("chdir(/) failed: {}", std::strerror(errno));
 }
 
+// Cluster locking: the lease store, this mount's session, the host lock manager. Absent with
+// --lease-store none (then the kernel arbitrates locks between this host's processes only).
+struct Locking {
+  lock::SteadyClock clock;
+  std::unique_ptr<lock::LeaseStore> store;
+  std::unique_ptr<lock::HostLocks> host_locks;
+  std::unique_ptr<lock::LeaseManager> leases;
+
+  bool open(const MountOptions& o, std::string* error) {
+    std::string path = o.lease_store == "local" ? lock::DefaultLocalStorePath()
+                                                : o.lease_store.substr(std::strlen("local:"));
+    store = lock::OpenLocalStore(path, clock, error);
+    if (!store) return false;
+    // One machine: SOURCE's canonical path tells its databases from other directories' in the
+    // shared store.
+    host_locks = std::make_unique<lock::HostLocks>(o.source, o.source + "/", nullptr);
+    lock::LeaseConfig config;
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    config.session_name = std::string(host) + ":" + o.mountpoint;
+    config.lease =
+        std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lease_duration));
+    leases = std::make_unique<lock::LeaseManager>(*store, clock, config, *host_locks);
+    host_locks->attach(leases.get());
+    return leases->start(error);
+  }
+  void run() {
+    leases->run_background();
+    host_locks->run_background();
+  }
+  void stop() {
+    host_locks->stop();
+    leases->stop();  // flushes and releases every claim, removes the session
+  }
+};
+
 int Serve(const MountOptions& o, ReadyChannel ready) {
   umask(0);  // the kernel has applied the caller's umask to every mode it sends us
   bool root = geteuid() == 0;
@@ -70,13 +109,26 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   config.negative_timeout = o.negative_timeout;
   config.create_as_caller = root;
 
-  std::string error;
-  auto fs = fuse::Passthrough::Open(config, {}, &error);
-  if (!fs) {
-    spdlog::error("{}", error);
-    ready.send(error);
+  auto fail = [&](const std::string& error) {
+    if (ready.fd >= 0) {
+      ready.send(error);  // the waiting parent prints it: one line, once
+    } else {
+      spdlog::error("{}", error);
+    }
     return kExitFailure;
+  };
+  std::string error;
+  std::unique_ptr<Locking> locking;
+  fuse::PassthroughSeams seams;
+  if (o.lease_store != "none") {
+    locking = std::make_unique<Locking>();
+    if (!locking->open(o, &error)) return fail(error);
+    seams.locks = locking->host_locks.get();
+    seams.write_gate = locking->host_locks.get();
   }
+  auto fs = fuse::Passthrough::Open(config, seams, &error);
+  if (!fs) return fail(error);
+  if (locking) locking->host_locks->attach_invalidator(&fs->cache_invalidator());
   fuse::SessionConfig session_config;
   session_config.mountpoint = o.mountpoint;
   session_config.fsname = o.source;
@@ -86,22 +138,22 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   session_config.kernel_options = o.kernel_options;
   session_config.max_threads = o.threads;
   auto session = fuse::Session::Mount(*fs, session_config, &error);
-  if (!session) {
-    spdlog::error("{}", error);
-    ready.send(error);
-    return kExitFailure;
-  }
+  if (!session) return fail(error);
   if (ready.fd >= 0) {
     UseSyslog(o.log_level);
     Detach();
     ready.send("ok");
   }
+  if (locking) locking->run();
   // Under a Type=notify systemd unit: ready now (requests queue in the kernel until served).
   sd_notify(0, "READY=1");
-  spdlog::info("serving {} on {}", o.source, o.mountpoint);
+  spdlog::info("serving {} on {} (leases: {})", o.source, o.mountpoint,
+               locking ? locking->store->describe() + ", session " + locking->leases->session_id()
+                       : "none, host-local locks");
   int rc = session->run();
   sd_notify(0, "STOPPING=1");
-  session.reset();  // unmount before saying we stopped
+  session.reset();  // unmount before giving up claims
+  if (locking) locking->stop();
   spdlog::info("unmounted {}", o.mountpoint);
   return rc == 0 ? kExitOk : kExitFailure;
 }

@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -726,8 +727,29 @@ class PassthroughImpl final : public Passthrough {
   static void op_setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock,
                        int sleep) {
     auto& fs = self(req);
-    fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, *lock, sleep != 0,
-                              [req](int err) { fuse_reply_err(req, err); });
+    // The completion may run on another thread, and at most once; an interrupt of a waiting
+    // F_SETLKW asks the lock manager to complete it with EINTR.
+    uint64_t wait_id =
+        fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, fi->fh, *lock, sleep != 0,
+                                  [req](int err) { fuse_reply_err(req, err); });
+    if (wait_id != 0) {
+      fuse_req_interrupt_func(
+          req,
+          [](fuse_req_t, void* data) {
+            auto* entry = static_cast<std::pair<lock::FileLocks*, uint64_t>*>(data);
+            entry->first->cancel_wait(entry->second);
+          },
+          fs.remember_wait(wait_id));
+    }
+  }
+
+  // Interrupt callbacks get a pointer; keep one per waiting request id, for the mount's life.
+  // (Waits are rare: SQLite only uses F_SETLKW when built with SQLITE_ENABLE_SETLK_TIMEOUT.)
+  std::pair<lock::FileLocks*, uint64_t>* remember_wait(uint64_t wait_id) {
+    std::lock_guard<std::mutex> guard(waits_mutex_);
+    waits_.push_back(
+        std::make_unique<std::pair<lock::FileLocks*, uint64_t>>(seams_.locks, wait_id));
+    return waits_.back().get();
   }
 
   PassthroughConfig config_;
@@ -737,6 +759,8 @@ class PassthroughImpl final : public Passthrough {
   dev_t source_device_ = 0;
   std::atomic<fuse_session*> session_{nullptr};
   std::atomic<bool> warned_nested_{false};
+  std::mutex waits_mutex_;
+  std::vector<std::unique_ptr<std::pair<lock::FileLocks*, uint64_t>>> waits_;
   bool caller_umask_ = false;  // set in init, before any request that creates
   fuse_lowlevel_ops ops_{};
 };

@@ -21,13 +21,44 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kRegionNames[kRegionCount] = {"pending", "reserved", "shared", "wal0",
-                                                    "wal1",    "wal2",     "wal3",   "wal4",
-                                                    "wal5",    "wal6",     "wal7",   "whole"};
+// An exhaustive switch: adding a Region without a name fails to compile (-Wswitch, -Werror).
+const char* NameOf(Region region) {
+  switch (region) {
+    case Region::kPending:
+      return "pending";
+    case Region::kReserved:
+      return "reserved";
+    case Region::kShared:
+      return "shared";
+    case Region::kWal0:
+      return "wal0";
+    case Region::kWal1:
+      return "wal1";
+    case Region::kWal2:
+      return "wal2";
+    case Region::kWal3:
+      return "wal3";
+    case Region::kWal4:
+      return "wal4";
+    case Region::kWal5:
+      return "wal5";
+    case Region::kWal6:
+      return "wal6";
+    case Region::kWal7:
+      return "wal7";
+    case Region::kDms:
+      return "dms";
+    case Region::kWhole:
+      return "whole";
+    case Region::kCount:
+      break;
+  }
+  return "invalid";
+}
 
 std::optional<Region> RegionFromName(const std::string& name) {
   for (size_t i = 0; i < kRegionCount; i++) {
-    if (name == kRegionNames[i]) return static_cast<Region>(i);
+    if (name == NameOf(static_cast<Region>(i))) return static_cast<Region>(i);
   }
   return std::nullopt;
 }
@@ -55,7 +86,9 @@ bool AnyWrite(const RegionModes& modes) {
 json ModesToJson(const RegionModes& modes) {
   json out = json::object();
   for (size_t i = 0; i < kRegionCount; i++) {
-    if (modes[i] != Mode::kNone) out[kRegionNames[i]] = modes[i] == Mode::kWrite ? "w" : "r";
+    if (modes[i] != Mode::kNone) {
+      out[NameOf(static_cast<Region>(i))] = modes[i] == Mode::kWrite ? "w" : "r";
+    }
   }
   return out;
 }
@@ -156,7 +189,7 @@ std::string SessionKey(const std::string& session) {
 }  // namespace
 
 const char* RegionName(Region region) {
-  return kRegionNames[static_cast<size_t>(region)];
+  return NameOf(region);
 }
 
 LeaseManager::LeaseManager(LeaseStore& store, const Clock& clock, LeaseConfig config,

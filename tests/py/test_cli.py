@@ -84,6 +84,8 @@ class BadInput(unittest.TestCase):
         self.assert_rejected(["mount", "--attr-timeout", "soon", self.src, self.mnt],
                              "attr-timeout", code=2)
         self.assert_rejected(["mount", "--threads", "0", self.src, self.mnt], "threads", code=2)
+        self.assert_rejected(["mount", "--lease-duration", "0", self.src, self.mnt],
+                             "lease-duration", code=2)
         self.assert_rejected(["mount", "-o", "bogus=1", self.src, self.mnt],
                              "unknown mount option 'bogus=1'", code=2)
         self.assert_rejected(["mount", self.src], "mountpoint", code=2)
@@ -98,8 +100,12 @@ class BadInput(unittest.TestCase):
         self.assert_rejected(["mount", j(self.src, "inner"), self.src], "is inside mountpoint",
                              code=1)
         self.assert_rejected(["mount", self.src, j(self.src, "inner")], "is inside source", code=1)
-        self.assert_rejected(["mount", "--lease-store", "local", self.src, self.mnt],
-                             "not yet supported", code=1)
+        self.assert_rejected(["mount", "--lease-store", "dynamodb://t?region=x", self.src,
+                              self.mnt], "not yet supported", code=1)
+        self.assert_rejected(["mount", "--lease-store", "etcd://x", self.src, self.mnt],
+                             "expected local, local:PATH or none", code=1)
+        self.assert_rejected(["mount", "--lease-store", "local:/proc/nope/leases.db", self.src,
+                              self.mnt], "cannot create lease store directory", code=1)
 
     def test_busy_mountpoint(self):
         other = os.path.join(self.root, "other")

@@ -83,6 +83,7 @@ enum class Region : uint8_t {
   kWal5,
   kWal6,
   kWal7,
+  kDms,    // -shm byte 128: held (as W) while a host has the database open in WAL mode
   kWhole,  // any other file: one region for the whole file
   kCount
 };

@@ -45,9 +45,13 @@ class FileLocks {
 
   // F_GETLK: on return *lock describes a conflicting lock, or has l_type = F_UNLCK.
   virtual int test_lock(const FileRef& file, uint64_t owner, struct flock* lock) = 0;
-  // F_SETLK (wait = false) and F_SETLKW (wait = true). `done` may run before this returns.
-  virtual void set_lock(const FileRef& file, uint64_t owner, const struct flock& lock, bool wait,
-                        LockCompletion done) = 0;
+  // F_SETLK (wait = false) and F_SETLKW (wait = true), through the file handle `handle`.
+  // `done` may run before this returns. A waiting request is identified by the returned id
+  // (0 if it completed at once) so that cancel_wait() can end it with EINTR.
+  virtual uint64_t set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
+                            const struct flock& lock, bool wait, LockCompletion done) = 0;
+  // The kernel interrupted a waiting F_SETLKW: complete it with EINTR if it is still waiting.
+  virtual void cancel_wait(uint64_t wait_id) = 0;
   // close(2) of any descriptor of the file by `owner`: POSIX drops all of its locks on the file.
   virtual void release_owner(const FileRef& file, uint64_t owner) = 0;
   // Last release of a file handle (open file description); releases OFD locks taken through it.
