@@ -319,12 +319,34 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
 void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
   FileInfo fi = info(file, false);
   DatabaseLocks& db = database(fi.database);
+  bool abandoned = false;
   {
     std::lock_guard<std::mutex> guard(db.mutex);
-    auto it = db.files.find(FileKey{file.device, file.inode});
+    const FileKey key{file.device, file.inode};
+    auto it = db.files.find(key);
     if (it == db.files.end() || !it->second.owner_holds(owner)) return;
+    // SQLite always unlocks before it closes. A close that still finds a write lock in the
+    // database's lock regions is a writer that died mid-transaction (possibly after spilling
+    // pages into the file): its journal must become hot for every host, now.
+    if (db.kinds[key] != FileKind::kShm) {
+      for (const HeldLock& held : it->second.locks()) {
+        if (held.owner == owner && held.type == LockType::kWrite &&
+            Overlaps(held.range, {kPendingByte, kSharedEnd})) {
+          abandoned = true;
+        }
+      }
+    }
     it->second.unlock_all(owner);
-    if (leases_) leases_->set_use(lease_name(fi.database), use_of(db));
+    if (leases_) {
+      leases_->set_use(lease_name(fi.database), use_of(db));
+      if (abandoned) {
+        spdlog::warn(
+            "a process closed {} inside a write transaction; releasing its claims so "
+            "its journal can be rolled back anywhere",
+            fi.path);
+        leases_->relinquish(lease_name(fi.database));
+      }
+    }
   }
   std::lock_guard<std::mutex> guard(waiters_mutex_);
   locks_changed_ = true;

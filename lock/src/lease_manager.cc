@@ -195,6 +195,9 @@ const char* RegionName(Region region) {
 LeaseManager::LeaseManager(LeaseStore& store, const Clock& clock, LeaseConfig config,
                            LeaseListener& listener)
     : store_(store), clock_(clock), config_(std::move(config)), listener_(listener) {
+  if (config_.demand_check_interval == Duration::zero()) {
+    config_.demand_check_interval = config_.lease / 4;
+  }
   session_id_ = config_.session_name + "#" + RandomHex();
   session_key_ = SessionKey(session_id_);
 }
@@ -446,7 +449,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       Database& db = databases_[name];
       db.claims = record.mine(session_id_);
       db.competing = true;
-      db.competitor_seen = clock_.now();
+      db.competitor_seen = db.demand_checked = clock_.now();
       return ClaimResult::kBusy;
     }
 
@@ -468,6 +471,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       db.claims = mine;
       db.last_version = record.version;
       db.seen_version = true;
+      db.demand_checked = clock_.now();
       if (others) {
         db.competing = true;
         db.competitor_seen = clock_.now();
@@ -521,6 +525,10 @@ bool LeaseManager::session_is_dead(const std::string& session) {
     observations_[session] = Observation{w.record.revision, clock_.now()};
   }
   return false;
+}
+
+void LeaseManager::relinquish(const std::string& name) {
+  release_claims(name, /*only_if_demand=*/false);
 }
 
 Mode LeaseManager::foreign_holder(const std::string& name, Region region, Mode mode) {
@@ -578,6 +586,7 @@ bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) 
       std::lock_guard<std::mutex> guard(mutex_);
       use = db.use;
       dirty = db.dirty;
+      db.demand_checked = clock_.now();
       if (record.has_others(session_id_)) {
         db.competing = true;
         db.competitor_seen = clock_.now();
@@ -659,16 +668,22 @@ TimePoint LeaseManager::tick() {
       if (db.competing && now - db.competitor_seen > config_.competition_memory)
         db.competing = false;
       bool cached_beyond_use = !Covers(db.use, db.claims);
-      if (!cached_beyond_use) continue;
       if (!AnyHeld(db.use) && now - db.last_used >= config_.idle_release) {
         work.push_back({name, true});
-      } else if (db.competing) {
+      } else if (db.competing && cached_beyond_use) {
         work.push_back({name, false});
         db.yield_now = false;
         next = std::min(next, now + config_.poll_interval);
-      } else if (!AnyHeld(db.use)) {
-        next = std::min(next, db.last_used + config_.idle_release);
+      } else if (!db.competing && now - db.demand_checked >= config_.demand_check_interval) {
+        // Nobody seen here lately, but someone may be waiting for a host that never goes idle.
+        work.push_back({name, false});
+        db.demand_checked = now;
+        next = std::min(next, now + config_.demand_check_interval);
+      } else {
+        next = std::min(next, db.competing ? now + config_.poll_interval
+                                           : db.demand_checked + config_.demand_check_interval);
       }
+      if (!AnyHeld(db.use)) next = std::min(next, db.last_used + config_.idle_release);
     }
   }
   for (const Work& w : work) release_claims(w.name, !w.idle_release);

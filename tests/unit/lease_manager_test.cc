@@ -147,19 +147,31 @@ TEST_F(LeaseManagerTest, DeadlineFollowsTheRenewalSendTime) {
 }
 
 TEST_F(LeaseManagerTest, LoneHostCostsNothingPerTransaction) {
-  Host& a = AddHost("a");
+  LeaseConfig config;
+  config.lease = seconds(10);  // renewal and demand check every 2.5 s
+  Host& a = AddHost("a", config);
   ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
   a.manager->set_use("app.db", kNothing);
-  uint64_t before = a.store.requests();
-  for (int tx = 0; tx < 1000; tx++) {  // SHARED, RESERVED, EXCLUSIVE, unlock: all cached
-    ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
-    ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
-    ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
-    a.manager->mark_dirty("app.db");
-    a.manager->set_use("app.db", kNothing);
-    a.manager->tick();  // no competitor seen: no polling
-  }
-  EXPECT_EQ(a.store.requests() - before, 0u);
+  // The same 10 seconds, once with 100 transactions and once with 10,000: the store sees the
+  // same heartbeat traffic (a renewal and a demand check per L/4), nothing per transaction.
+  auto requests_for = [&](int transactions) {
+    uint64_t before = a.store.requests();
+    const auto step = std::chrono::duration_cast<Duration>(seconds(10)) / transactions;
+    for (int tx = 0; tx < transactions; tx++) {  // SHARED, RESERVED, EXCLUSIVE, unlock: cached
+      EXPECT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+      EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+      EXPECT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+      a.manager->mark_dirty("app.db");
+      a.manager->set_use("app.db", kNothing);
+      clock_.advance(step);
+      a.manager->tick();
+    }
+    return a.store.requests() - before;
+  };
+  uint64_t slow = requests_for(100);
+  uint64_t fast = requests_for(10000);
+  EXPECT_EQ(slow, fast);
+  EXPECT_LE(fast, 10u);  // 4 renewals + 4 demand checks in 10 s
   EXPECT_TRUE(a.manager->may_write("app.db"));
 }
 
@@ -209,6 +221,29 @@ TEST_F(LeaseManagerTest, ConflictRecordsDemandAndTheIdleHolderYields) {
   EXPECT_EQ(a.listener.flushes["app.db"], 2);
   ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
   EXPECT_EQ(b.listener.invalidations["app.db"], invalidations_before + 2);
+}
+
+TEST_F(LeaseManagerTest, HolderThatNeverGoesIdleStillHandsOver) {
+  LeaseConfig config;
+  config.demand_check_interval = milliseconds(250);  // (default: L/4)
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);  // nobody else yet
+  a.manager->set_use("app.db", kNothing);
+  // A runs back-to-back read transactions from its cache; B wants to write.
+  int steps = 0;
+  bool b_granted = false;
+  for (; steps < 100 && !b_granted; steps++) {
+    ASSERT_NE(a.manager->acquire("app.db", kShared), ClaimResult::kUnavailable);
+    a.manager->set_use("app.db", kNothing);
+    a.manager->tick();
+    b_granted = b.manager->acquire("app.db", kExclusive) == ClaimResult::kGranted;
+    if (b_granted) break;
+    b.manager->tick();
+    clock_.advance(milliseconds(10));
+  }
+  EXPECT_TRUE(b_granted) << "A never handed over";
+  EXPECT_LE(steps * 10, 250 + 50) << "handover took longer than the demand check interval";
 }
 
 TEST_F(LeaseManagerTest, ReadersOnTwoHostsShareAndAWriterWaitsForBoth) {

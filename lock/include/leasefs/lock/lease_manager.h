@@ -31,12 +31,14 @@
 //   acquire() makes the host's claims cover what its processes need. A cached claim (held, no
 //   local process using it) is kept, so a lone busy host costs the store nothing per
 //   transaction. Conflicts with a live session record *demand* in the database record and answer
-//   kBusy (the caller returns EAGAIN; SQLite retries). A holder learns of demand by polling the
-//   records of the databases where it has seen other sessions (while it holds claims there), and
-//   yields every claim no local process uses. Idle claims are also released after
-//   idle_release even without demand, which bounds the wait of a host the holder never saw.
-//   Before a W claim is released or downgraded, the listener flushes the database's backing files
-//   to stable storage, and if the host wrote, the version is bumped in the same write.
+//   kBusy (the caller returns EAGAIN; SQLite retries). A holder learns of demand by reading the
+//   records of the databases where it holds claims: every poll_interval where it has seen
+//   another session recently, else every demand_check_interval (default L/4, the heartbeat's
+//   cadence: a cost per unit of time, never per transaction), and yields every demanded claim no
+//   local process uses at that moment. Idle claims are also released after idle_release even
+//   without demand. Before a W claim is released or downgraded, the listener flushes the database's
+//   backing files to stable storage, and if the host wrote, the version is bumped in the same
+//   write.
 //
 // COHERENCE
 //   When a claim is granted and the database's version differs from the last one this host saw,
@@ -45,10 +47,14 @@
 //
 // CLUSTER-WIDE F_GETLK
 //   foreign_holder() reports a conflicting claim of another live session. An idle cached claim
-//   is reported as held (conservative): answering "unlocked" while a host might be about to use
-//   its cached RESERVED claim could make SQLite roll back a live journal. A crashed process's
-//   hot journal is still found, once the holder releases the idle claim (idle_release) — this
-//   refines DESIGN.md, which would ask the holder to yield first on every probe.
+//   is reported as held: whether it is idle right now cannot be known without a store write per
+//   transaction, and a reader that proceeds because RESERVED is held only reads the database,
+//   which a writer cannot have touched without EXCLUSIVE (which the reader's SHARED excludes).
+//   The one case where that reasoning fails is a writer that died holding EXCLUSIVE after
+//   spilling pages: its host calls relinquish() from the FLUSH that dropped the dead process's
+//   write locks, before the FLUSH is answered, so by the time the death is observable no host
+//   holds RESERVED and the hot journal is found. (DESIGN.md instead asks the holder to yield on
+//   every probe; this costs nothing in the common case.)
 //
 // THREADS AND LOCK ORDER
 //   All public methods are thread-safe. mutex_ guards all state; store I/O happens with it
@@ -101,7 +107,11 @@ struct LeaseConfig {
   Duration idle_release = std::chrono::seconds(1);   // cached idle claims are released after this
   Duration poll_interval = std::chrono::milliseconds(5);  // demand polling while competing
   Duration competition_memory = std::chrono::seconds(5);  // stop polling after this quiet time
-  Duration store_timeout = std::chrono::seconds(2);       // bound of one store operation
+  // While holding claims on a database with no competitor seen, look for demand this often: a
+  // host that never goes idle must still hand over. One read per interval, like the heartbeat,
+  // never per transaction. Zero means lease / 4, the renewal cadence.
+  Duration demand_check_interval = Duration::zero();
+  Duration store_timeout = std::chrono::seconds(2);  // bound of one store operation
 };
 
 // What the lease manager needs from the host side. Called without the manager's lock held,
@@ -152,6 +162,9 @@ class LeaseManager {
   Mode foreign_holder(const std::string& db, Region region, Mode mode);
   // The host wrote to the database's files (its W claim will bump the version on release).
   void mark_dirty(const std::string& db);
+  // A local process died (or closed the file) inside a write transaction: give up every claim
+  // on `db` beyond local use now, synchronously (flushed, version bumped if written).
+  void relinquish(const std::string& db);
   // True if this host may write to `db` now: holds W on RESERVED or SHARED (or a WAL write
   // byte or the whole-file region) and is not fenced.
   bool may_write(const std::string& db) const;
@@ -182,6 +195,7 @@ class LeaseManager {
     bool busy = false;          // a store operation for this database is in flight
     TimePoint last_used;        // last time any local use or acquire touched it
     TimePoint competitor_seen;  // last time another session appeared in its record
+    TimePoint demand_checked;   // last time its record was read for demand
     bool competing = false;
     bool yield_now = false;  // local use dropped while competing: poll at once
   };
@@ -202,7 +216,7 @@ class LeaseManager {
 
   LeaseStore& store_;
   const Clock& clock_;
-  const LeaseConfig config_;
+  LeaseConfig config_;
   LeaseListener& listener_;
   std::string session_id_;
   std::string session_key_;
