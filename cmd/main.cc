@@ -10,6 +10,7 @@
 #include "mount_checks.h"
 #include "mount_options.h"
 #include "run_mount.h"
+#include "status_command.h"
 
 #ifndef LEASEFS_VERSION
 #define LEASEFS_VERSION "unknown"
@@ -54,8 +55,14 @@ int main(int argc, char** argv) {
       "/etc/fstab:  /mnt/efs/db  /srv/db  fuse.leasefs  _netdev,noatime  0 0");
   MountOptions options;
   AddMountOptions(*mount, options);
+  CLI::App* status = app.add_subcommand("status", "Show a mount's sessions, claims and counters");
+  std::string status_mountpoint;
+  bool status_json = false;
+  status->add_option("mountpoint", status_mountpoint, "A leasefs mountpoint")->required();
+  status->add_flag("--json", status_json, "Print the raw JSON status");
 
-  if (!args.empty() && !args[0].empty() && args[0][0] != '-' && args[0] != "mount") {
+  if (!args.empty() && !args[0].empty() && args[0][0] != '-' && args[0] != "mount" &&
+      args[0] != "status") {
     return Fail(kExitUsage, "unknown command '" + args[0] + "' (see leasefs --help)");
   }
   auto mount_at = std::find(args.begin(), args.end(), "mount");
@@ -80,6 +87,7 @@ int main(int argc, char** argv) {
     return Fail(kExitUsage, std::string(e.what()) + " (see leasefs --help)");
   }
 
+  if (status->parsed()) return RunStatus(status_mountpoint, status_json);
   if (mount->parsed()) {
     if (auto error = CheckMountRequest(options)) return Fail(kExitFailure, *error);
     return RunMount(options);

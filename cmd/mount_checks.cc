@@ -92,8 +92,7 @@ std::optional<std::string> CheckMountRequest(MountOptions& o) {
     return "bad --lease-store '" + o.lease_store + "': expected local, local:PATH or none";
   }
   if (o.lease_store == "local:") return "bad --lease-store 'local:': the PATH is missing";
-  for (const auto& [name, value] :
-       {std::pair{"--replica", &o.replica}, std::pair{"--metrics-addr", &o.metrics_addr}}) {
+  for (const auto& [name, value] : {std::pair{"--replica", &o.replica}}) {
     if (!value->empty()) {
       return std::string(name) + " is not yet supported by this version of leasefs";
     }

@@ -81,7 +81,7 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
       ->check(CLI::Range(1.0, 3600.0));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command.add_option("--metrics-addr", o.metrics_addr,
-                     "Serve Prometheus metrics on HOST:PORT (not yet supported)");
+                     "Serve Prometheus metrics at http://HOST:PORT/metrics");
 }
 
 std::optional<std::string> ExpandDashO(const CLI::App& command, std::vector<std::string>& args,

@@ -20,6 +20,8 @@
 #include "leasefs/lock/host_locks.h"
 #include "leasefs/lock/lease_manager.h"
 #include "leasefs/lock/local_store.h"
+#include "leasefs/lock/status.h"
+#include "metrics_server.h"
 
 namespace leasefs::cmd {
 namespace {
@@ -120,11 +122,22 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   std::string error;
   std::unique_ptr<Locking> locking;
   fuse::PassthroughSeams seams;
+  std::unique_ptr<MetricsServer> metrics;
   if (o.lease_store != "none") {
     locking = std::make_unique<Locking>();
     if (!locking->open(o, &error)) return fail(error);
     seams.locks = locking->host_locks.get();
     seams.write_gate = locking->host_locks.get();
+    Locking* l = locking.get();
+    config.status = [l] { return lock::StatusJson(*l->leases, *l->host_locks, l->clock); };
+    if (!o.metrics_addr.empty()) {
+      metrics = MetricsServer::Start(
+          o.metrics_addr,
+          [l] { return lock::PrometheusText(*l->leases, *l->host_locks, l->clock); }, &error);
+      if (!metrics) return fail(error);
+    }
+  } else if (!o.metrics_addr.empty()) {
+    return fail("--metrics-addr needs cluster locking (--lease-store local or dynamodb)");
   }
   auto fs = fuse::Passthrough::Open(config, seams, &error);
   if (!fs) return fail(error);
@@ -153,6 +166,7 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   int rc = session->run();
   sd_notify(0, "STOPPING=1");
   session.reset();  // unmount before giving up claims
+  metrics.reset();
   if (locking) locking->stop();
   spdlog::info("unmounted {}", o.mountpoint);
   return rc == 0 ? kExitOk : kExitFailure;

@@ -649,7 +649,14 @@ class PassthroughImpl final : public Passthrough {
   }
 
   static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-    ProcPath path(self(req).inode_of(ino).fd);
+    auto& fs = self(req);
+    if (ino == FUSE_ROOT_ID && fs.config_.status && std::strcmp(name, kStatusXattr) == 0) {
+      std::string status = fs.config_.status();
+      if (size == 0) return (void)fuse_reply_xattr(req, status.size());
+      if (size < status.size()) return (void)fuse_reply_err(req, ERANGE);
+      return (void)fuse_reply_buf(req, status.data(), status.size());
+    }
+    ProcPath path(fs.inode_of(ino).fd);
     if (size == 0) {
       ssize_t n = getxattr(path.c_str(), name, nullptr, 0);
       return n < 0 ? (void)fuse_reply_err(req, errno) : (void)fuse_reply_xattr(req, n);

@@ -199,6 +199,12 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
 uint64_t HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
                              const struct flock& lock, bool wait, LockCompletion done) {
   int err = try_set(file, owner, handle, lock);
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    counters_.setlk++;
+    if (err == EAGAIN) counters_.setlk_busy++;
+    if (err == EAGAIN && wait) counters_.setlkw_waits++;
+  }
   if (lock.l_type == F_UNLCK) {
     std::lock_guard<std::mutex> guard(waiters_mutex_);
     locks_changed_ = true;
@@ -281,6 +287,10 @@ void HostLocks::stop() {
 }
 
 int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock) {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    counters_.getlk++;
+  }
   LockRange range;
   if (int err = RangeFromFlock(*lock, &range)) return err;
   FileInfo fi = info(file, false);
@@ -317,6 +327,10 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
 }
 
 void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    counters_.flushes++;
+  }
   FileInfo fi = info(file, false);
   DatabaseLocks& db = database(fi.database);
   bool abandoned = false;
@@ -340,6 +354,10 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
     if (leases_) {
       leases_->set_use(lease_name(fi.database), use_of(db));
       if (abandoned) {
+        {
+          std::lock_guard<std::mutex> counters_guard(mutex_);
+          counters_.abandoned_transactions++;
+        }
         spdlog::warn(
             "a process closed {} inside a write transaction; releasing its claims so "
             "its journal can be rolled back anywhere",
@@ -393,7 +411,7 @@ int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name)
   }
   if (!leases_->may_write(lease_name(database))) {
     std::lock_guard<std::mutex> guard(mutex_);
-    fenced_writes_++;
+    counters_.fenced_writes++;
     spdlog::warn("fenced: {} of {} refused (no write claim, or lease deadline passed)",
                  static_cast<int>(kind), target);
     return EIO;
@@ -402,9 +420,9 @@ int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name)
   return 0;
 }
 
-uint64_t HostLocks::fenced_writes() const {
+HostLocks::Counters HostLocks::counters() const {
   std::lock_guard<std::mutex> guard(mutex_);
-  return fenced_writes_;
+  return counters_;
 }
 
 void HostLocks::flush(const std::string& lease) {

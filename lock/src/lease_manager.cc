@@ -215,21 +215,38 @@ TimePoint LeaseManager::store_deadline() const {
   return clock_.now() + config_.store_timeout;
 }
 
-StoreResult LeaseManager::store_get(const std::string& key) {
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    stats_.store_requests++;
+void LeaseManager::count_request(TimePoint started, const StoreResult& result) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  stats_.store_requests++;
+  stats_.store_latency_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - started).count());
+  if (result.outcome == StoreOutcome::kUnavailable || result.outcome == StoreOutcome::kAmbiguous) {
+    stats_.store_errors++;
   }
-  return store_.get(key, store_deadline());
+}
+
+StoreResult LeaseManager::store_get(const std::string& key) {
+  TimePoint started = clock_.now();
+  StoreResult result = store_.get(key, store_deadline());
+  count_request(started, result);
+  return result;
 }
 
 StoreResult LeaseManager::store_put(const std::string& key, uint64_t revision,
                                     const std::string& body) {
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    stats_.store_requests++;
+  TimePoint started = clock_.now();
+  StoreResult result = store_.put(key, revision, body, store_deadline());
+  count_request(started, result);
+  return result;
+}
+
+std::vector<DatabaseStatus> LeaseManager::databases() const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  std::vector<DatabaseStatus> out;
+  for (const auto& [name, db] : databases_) {
+    out.push_back({name, db.claims, db.use, db.last_version, db.dirty, db.competing});
   }
-  return store_.put(key, revision, body, store_deadline());
+  return out;
 }
 
 // Settles a kAmbiguous write by reading: kOk if our token is there, kConflict if someone else's

@@ -382,5 +382,82 @@ class Fencing(unittest.TestCase):
                 stop_all([a])
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split()
+            values[name] = float(value)
+    return values
+
+
+class StatusAndMetrics(unittest.TestCase):
+    def test_lone_mount_costs_the_store_nothing_per_transaction(self):
+        """Steady state on one active mount: store requests are heartbeats (a renewal and a
+        demand check per L/4), never per transaction. Read from the Prometheus endpoint."""
+        port = free_port()
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1, "--metrics-addr", f"127.0.0.1:{port}")
+            try:
+                db = os.path.join(a.mountpoint, "cost.db")
+                conn = connect(db)
+                conn.execute("CREATE TABLE t(x)")
+                conn.execute("INSERT INTO t VALUES (0)")  # claims acquired: steady state begins
+                before = metrics(port)
+                started = time.monotonic()
+                transactions = 1000
+                for i in range(transactions):
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("UPDATE t SET x = ?", (i,))
+                    conn.execute("COMMIT")
+                elapsed = time.monotonic() - started
+                after = metrics(port)
+                conn.close()
+                requests = after["leasefs_store_requests_total"] - before["leasefs_store_requests_total"]
+                locks = after["leasefs_lock_requests_total"] - before["leasefs_lock_requests_total"]
+                heartbeats = 2 * (int(elapsed / 2.5) + 1)  # L = 10 s: every 2.5 s, two requests
+                print(f"\n{transactions} tx in {elapsed:.2f} s: {locks:.0f} lock calls, "
+                      f"{requests:.0f} store requests (heartbeat bound {heartbeats})")
+                self.assertGreaterEqual(locks, 4 * transactions)
+                self.assertLessEqual(requests, heartbeats)
+                self.assertEqual(after["leasefs_fenced"], 0)
+                self.assertGreater(after["leasefs_lease_deadline_seconds"], 5)
+            finally:
+                stop_all([a])
+
+    def test_status_shows_sessions_claims_and_versions(self):
+        with temp_root() as root:
+            a, b = start_cluster(root, 2)
+            try:
+                conn = connect(os.path.join(a.mountpoint, "s.db"))
+                conn.execute("CREATE TABLE t(x)")
+                conn.close()
+                out = subprocess.run([os.environ["LEASEFS_BIN"], "status", "--json", a.mountpoint],
+                                     capture_output=True, text=True, timeout=30)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                import json
+                status = json.loads(out.stdout)
+                self.assertIn(a.mountpoint, status["session"])
+                self.assertFalse(status["fenced"])
+                (db,) = [d for d in status["databases"] if d["name"].endswith("/s.db")]
+                self.assertEqual(db["claims"].get("reserved"), "w")
+                human = subprocess.run([os.environ["LEASEFS_BIN"], "status", b.mountpoint],
+                                       capture_output=True, text=True, timeout=30)
+                self.assertEqual(human.returncode, 0, human.stderr)
+                self.assertIn("deadline in", human.stdout)
+            finally:
+                stop_all([a, b])
+
+
 if __name__ == "__main__":
     unittest.main()

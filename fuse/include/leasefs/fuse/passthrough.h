@@ -17,6 +17,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,10 @@
 #include "leasefs/replicate/change_sink.h"
 
 namespace leasefs::fuse {
+
+// The mount's status, read with getxattr(MOUNTPOINT, kStatusXattr) (what `leasefs status` does).
+// Virtual: not stored, not listed, answered only on the root of the mount.
+inline constexpr const char* kStatusXattr = "user.leasefs.status";
 
 struct PassthroughConfig {
   std::string source;             // absolute path of the backing directory
@@ -33,6 +38,8 @@ struct PassthroughConfig {
   // When the daemon runs as root on behalf of other users: nodes it creates are chowned to the
   // requesting uid (and gid, unless the parent directory is set-group-ID).
   bool create_as_caller = false;
+  // Produces the value of kStatusXattr (JSON). Empty: the attribute does not exist.
+  std::function<std::string()> status;
 };
 
 struct PassthroughSeams {

@@ -5,7 +5,8 @@
 //     the kernel until run() serves them. On failure it returns nullptr and one line in *error.
 //   * run() serves requests on a pool of worker threads until the filesystem is unmounted
 //     (umount, fusermount3 -u) or SIGTERM, SIGINT or SIGHUP arrives; then it returns 0 (also when
-//     stopped by one of those signals), or the error of the loop. The session unmounts (if still mounted) on destruction.
+//     stopped by one of those signals), or the error of the loop. The session unmounts (if still
+//     mounted) on destruction.
 //   * libfuse's own diagnostics are routed to spdlog; the last one is kept for error messages.
 #pragma once
 

@@ -81,7 +81,11 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void flush(const std::string& db) override;
   void invalidate(const std::string& db) override;
 
-  uint64_t fenced_writes() const;
+  struct Counters {
+    uint64_t setlk = 0, setlk_busy = 0, setlkw_waits = 0, getlk = 0, flushes = 0;
+    uint64_t abandoned_transactions = 0, fenced_writes = 0;
+  };
+  Counters counters() const;
 
   enum class FileKind : uint8_t { kDatabase, kShm, kOther };
   struct FileInfo {
@@ -134,7 +138,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   std::map<FileKey, FileInfo> infos_;
   std::set<std::string> databases_seen_;  // paths locked in SQLite's regions
   std::map<std::string, std::unique_ptr<DatabaseLocks>> databases_;
-  uint64_t fenced_writes_ = 0;
+  Counters counters_;
 
   std::mutex waiters_mutex_;
   std::condition_variable waiters_changed_;

@@ -71,6 +71,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "leasefs/lock/clock.h"
 #include "leasefs/lock/lease_store.h"
@@ -135,6 +136,17 @@ struct LeaseStats {
   uint64_t sessions_reaped = 0;
   uint64_t renewals = 0;
   uint64_t renewal_failures = 0;
+  uint64_t store_errors = 0;      // requests answered unavailable or ambiguous
+  uint64_t store_latency_ns = 0;  // total time spent in store requests
+};
+
+struct DatabaseStatus {
+  std::string name;
+  RegionModes claims{};
+  RegionModes use{};
+  uint64_t version = 0;
+  bool dirty = false;
+  bool competing = false;
 };
 
 class LeaseManager {
@@ -176,6 +188,9 @@ class LeaseManager {
   TimePoint deadline() const;
   const std::string& session_id() const { return session_id_; }
   LeaseStats stats() const;
+  std::vector<DatabaseStatus> databases() const;
+  std::string store_description() const { return store_.describe(); }
+  const LeaseConfig& config() const { return config_; }
 
   // One step of the background work, for tests (the background thread calls it in a loop).
   // Returns when the next step is due.
@@ -206,6 +221,7 @@ class LeaseManager {
   // Gives up claims on `db` beyond local use: all of them, or (only_if_demand) those another
   // session's demand conflicts with. Returns false if the store could not be reached.
   bool release_claims(const std::string& db, bool only_if_demand);
+  void count_request(TimePoint started, const StoreResult& result);
   StoreResult store_get(const std::string& key);
   StoreResult store_put(const std::string& key, uint64_t revision, const std::string& body);
   StoreResult settle(const std::string& key, const StoreResult& attempt, const std::string& token);

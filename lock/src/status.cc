@@ -1,0 +1,104 @@
+#include "leasefs/lock/status.h"
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace leasefs::lock {
+namespace {
+
+using json = nlohmann::json;
+
+json Modes(const RegionModes& modes) {
+  json out = json::object();
+  for (size_t i = 0; i < kRegionCount; i++) {
+    if (modes[i] != Mode::kNone) {
+      out[RegionName(static_cast<Region>(i))] = modes[i] == Mode::kWrite ? "w" : "r";
+    }
+  }
+  return out;
+}
+
+int64_t MillisUntil(TimePoint when, const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(when - clock.now()).count();
+}
+
+}  // namespace
+
+std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const Clock& clock) {
+  LeaseStats s = leases.stats();
+  HostLocks::Counters c = locks.counters();
+  json doc = {
+      {"session", leases.session_id()},
+      {"store", leases.store_description()},
+      {"lease_ms",
+       std::chrono::duration_cast<std::chrono::milliseconds>(leases.config().lease).count()},
+      {"deadline_in_ms", MillisUntil(leases.deadline(), clock)},
+      {"fenced", leases.fenced()},
+      {"dead", leases.dead()},
+      {"stats",
+       {{"store_requests", s.store_requests},
+        {"store_errors", s.store_errors},
+        {"store_latency_us_total", s.store_latency_ns / 1000},
+        {"renewals", s.renewals},
+        {"renewal_failures", s.renewal_failures},
+        {"handoffs", s.handoffs},
+        {"idle_releases", s.idle_releases},
+        {"invalidations", s.invalidations},
+        {"sessions_reaped", s.sessions_reaped}}},
+      {"locks",
+       {{"setlk", c.setlk},
+        {"setlk_busy", c.setlk_busy},
+        {"setlkw_waits", c.setlkw_waits},
+        {"getlk", c.getlk},
+        {"flushes", c.flushes},
+        {"abandoned_transactions", c.abandoned_transactions},
+        {"fenced_writes", c.fenced_writes}}},
+  };
+  doc["databases"] = json::array();
+  for (const DatabaseStatus& db : leases.databases()) {
+    doc["databases"].push_back({{"name", db.name},
+                                {"claims", Modes(db.claims)},
+                                {"in_use", Modes(db.use)},
+                                {"version", db.version},
+                                {"dirty", db.dirty},
+                                {"competing", db.competing}});
+  }
+  return doc.dump();
+}
+
+std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, const Clock& clock) {
+  LeaseStats s = leases.stats();
+  HostLocks::Counters c = locks.counters();
+  std::ostringstream out;
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    out << "# HELP leasefs_" << name << " " << help << "\n# TYPE leasefs_" << name << " " << type
+        << "\nleasefs_" << name << " " << value << "\n";
+  };
+  metric("lock_requests_total", "counter", "F_SETLK/F_SETLKW requests", c.setlk);
+  metric("lock_busy_total", "counter", "Lock requests answered EAGAIN (SQLITE_BUSY)", c.setlk_busy);
+  metric("lock_waits_total", "counter", "F_SETLKW requests that had to wait", c.setlkw_waits);
+  metric("lock_tests_total", "counter", "F_GETLK requests", c.getlk);
+  metric("abandoned_transactions_total", "counter",
+         "Closes that found a write transaction still locked (a writer died)",
+         c.abandoned_transactions);
+  metric("fenced_writes_total", "counter", "Writes refused with EIO by fencing", c.fenced_writes);
+  metric("store_requests_total", "counter", "Lease store requests", s.store_requests);
+  metric("store_errors_total", "counter", "Lease store requests unavailable or ambiguous",
+         s.store_errors);
+  metric("store_request_seconds_total", "counter", "Time spent in lease store requests",
+         static_cast<double>(s.store_latency_ns) / 1e9);
+  metric("renewals_total", "counter", "Successful session renewals", s.renewals);
+  metric("renewal_failures_total", "counter", "Failed session renewals", s.renewal_failures);
+  metric("handoffs_total", "counter", "Claims yielded to another host's demand", s.handoffs);
+  metric("idle_releases_total", "counter", "Idle cached claims released", s.idle_releases);
+  metric("cache_invalidations_total", "counter", "Database caches dropped on a version change",
+         s.invalidations);
+  metric("sessions_reaped_total", "counter", "Dead sessions whose claims were taken over",
+         s.sessions_reaped);
+  metric("lease_deadline_seconds", "gauge", "Seconds until this mount is fenced without renewal",
+         static_cast<double>(MillisUntil(leases.deadline(), clock)) / 1000);
+  metric("fenced", "gauge", "1 while writes are fenced", leases.fenced() ? 1 : 0);
+  return out.str();
+}
+
+}  // namespace leasefs::lock
