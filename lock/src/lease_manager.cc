@@ -401,6 +401,10 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   }
   lock.unlock();
   ClaimResult result = acquire_from_store(name, use);
+  for (int retry = 0; result == ClaimResult::kBusy && retry < config_.busy_retries; retry++) {
+    std::this_thread::sleep_for(config_.busy_poll);  // real time: the holder is real, too
+    result = acquire_from_store(name, use);
+  }
   lock.lock();
   if (result == ClaimResult::kGranted) db.use = use;
   unlock_database(db);
@@ -609,14 +613,17 @@ bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) 
         db.competitor_seen = clock_.now();
       }
     }
+    // Another session waiting on any region of this database will want the others next
+    // (SQLite takes PENDING, SHARED, RESERVED in turn): yield every idle claim at once, so a
+    // turn costs one handoff, not three.
+    bool demanded = false;
+    for (const auto& [session, wanted] : record.demand) {
+      if (session == session_id_) continue;
+      for (size_t i = 0; i < kRegionCount; i++) demanded |= Conflicts(mine[i], wanted[i]);
+    }
     RegionModes keep = mine;
-    for (size_t i = 0; i < kRegionCount; i++) {
-      if (keep[i] <= use[i]) continue;  // in use: nothing to give up here
-      bool demanded = false;
-      for (const auto& [session, wanted] : record.demand) {
-        if (session != session_id_ && Conflicts(mine[i], wanted[i])) demanded = true;
-      }
-      if (!only_if_demand || demanded) keep[i] = use[i];
+    if (!only_if_demand || demanded) {
+      for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::min(keep[i], use[i]);
     }
     if (keep == mine) {
       ok = true;

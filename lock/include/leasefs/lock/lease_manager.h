@@ -106,7 +106,12 @@ struct LeaseConfig {
   double drift = 0.001;                              // ρ: bound on relative clock-rate error
   Duration margin = std::chrono::milliseconds(500);  // subtracted from every deadline
   Duration idle_release = std::chrono::seconds(1);   // cached idle claims are released after this
-  Duration poll_interval = std::chrono::milliseconds(5);  // demand polling while competing
+  Duration poll_interval = std::chrono::milliseconds(1);  // demand polling while competing
+  // On a conflict, look again this many times, busy_poll apart, before answering kBusy: a holder
+  // that yields promptly is caught inside the request instead of after SQLite's busy backoff
+  // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock.
+  int busy_retries = 20;
+  Duration busy_poll = std::chrono::microseconds(250);
   Duration competition_memory = std::chrono::seconds(5);  // stop polling after this quiet time
   // While holding claims on a database with no competitor seen, look for demand this often: a
   // host that never goes idle must still hand over. One read per interval, like the heartbeat,

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""bench/locks.py — what cluster locking costs (issue 3's targets), measured on real mounts.
+
+1. Cached lock cost: one F_SETLK on a leasefs mount whose claim is cached, in units of one plain
+   FUSE round trip (fgetxattr of a missing attribute) on the same mount. Target: <= 2.
+2. Alternating writers: two leasefs mounts of one SOURCE (two hosts, one local lease store),
+   one process on each, strictly taking turns (a token passed through a pipe), each turn one
+   write transaction (BEGIN IMMEDIATE; UPDATE; COMMIT). Reports transactions/s combined, the
+   lock wait (time BEGIN IMMEDIATE took) p50/p99, and handoffs/s from the mounts' metrics.
+   Run with synchronous=FULL (what applications get by default: the disk's fsync dominates)
+   and synchronous=OFF (what the locking protocol itself allows). Target: >= 200 tx/s.
+
+Usage: bench/locks.py [--build-dir DIR] [--work-dir DIR] [--seconds S]
+Every mount and process it starts is cleaned up, also on failure or Ctrl-C.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+MOUNTS = []
+
+
+def mount(binary, source, mountpoint, *extra):
+    os.makedirs(mountpoint, exist_ok=True)
+    subprocess.run([binary, "mount", *extra, source, mountpoint], check=True)
+    MOUNTS.append(mountpoint)
+
+
+def unmount_all():
+    while MOUNTS:
+        mp = MOUNTS.pop()
+        for _ in range(20):
+            if subprocess.run(["fusermount3", "-u", mp], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise KeyError(name)
+
+
+def cached_lock_cost(build, work):
+    src, mnt = os.path.join(work, "lock-src"), os.path.join(work, "lock-mnt")
+    os.makedirs(src)
+    mount(os.path.join(build, "leasefs"), src, mnt, "--lease-store",
+          f"local:{os.path.join(work, 'leases-lock.db')}")
+    out = subprocess.run([os.path.join(build, "leasefs-lockbench"), os.path.join(mnt, "f"),
+                          "50000"], capture_output=True, text=True, check=True).stdout
+    unmount_all()
+    return json.loads(out)
+
+
+def turn_taker(path, synchronous, first, my_turn, their_turn, deadline, results):
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    waits, done = [], 0
+    if not first:
+        my_turn.recv()
+    while True:
+        if time.monotonic() >= deadline:
+            their_turn.send("stop")
+            break
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        waits.append(time.perf_counter() - started)
+        conn.execute("UPDATE counter SET n = n + 1")
+        conn.execute("COMMIT")
+        done += 1
+        their_turn.send("go")
+        if my_turn.recv() == "stop":
+            break
+    conn.close()
+    results.put((done, waits))
+
+
+def alternating(build, work, seconds, synchronous):
+    tag = f"alt-{synchronous.lower()}"
+    src = os.path.join(work, f"{tag}-src")
+    os.makedirs(src)
+    store = os.path.join(work, f"leases-{tag}.db")
+    ports = [free_port(), free_port()]
+    mounts = [os.path.join(work, f"{tag}-host{i}") for i in range(2)]
+    for mp, port in zip(mounts, ports):
+        mount(os.path.join(build, "leasefs"), src, mp, "--lease-store", f"local:{store}",
+              "--metrics-addr", f"127.0.0.1:{port}")
+    setup = sqlite3.connect(os.path.join(mounts[0], "alt.db"), isolation_level=None)
+    setup.execute("PRAGMA journal_mode=delete")
+    setup.execute("CREATE TABLE counter(n INTEGER)")
+    setup.execute("INSERT INTO counter VALUES (0)")
+    setup.close()
+    handoffs_before = sum(metric(p, "leasefs_handoffs_total") for p in ports)
+    a_to_b_recv, a_to_b_send = multiprocessing.Pipe(duplex=False)
+    b_to_a_recv, b_to_a_send = multiprocessing.Pipe(duplex=False)
+    results = multiprocessing.Queue()
+    started = time.monotonic()
+    deadline = started + seconds
+    procs = [
+        multiprocessing.Process(target=turn_taker, args=(
+            os.path.join(mounts[0], "alt.db"), synchronous, True, b_to_a_recv, a_to_b_send,
+            deadline, results)),
+        multiprocessing.Process(target=turn_taker, args=(
+            os.path.join(mounts[1], "alt.db"), synchronous, False, a_to_b_recv, b_to_a_send,
+            deadline, results)),
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    elapsed = time.monotonic() - started
+    handoffs = sum(metric(p, "leasefs_handoffs_total") for p in ports) - handoffs_before
+    check = sqlite3.connect(os.path.join(mounts[1], "alt.db"))
+    (n,) = check.execute("SELECT n FROM counter").fetchone()
+    check.close()
+    unmount_all()
+    done = sum(o[0] for o in outcomes)
+    waits = sorted(w for o in outcomes for w in o[1])
+    if n != done:
+        raise SystemExit(f"lost updates in the benchmark: counter {n}, committed {done}")
+    return {
+        "synchronous": synchronous,
+        "tx_per_s": done / elapsed,
+        "lock_wait_p50_ms": 1000 * statistics.median(waits),
+        "lock_wait_p99_ms": 1000 * waits[min(len(waits) - 1, int(len(waits) * 0.99))],
+        "handoffs_per_s": handoffs / elapsed,
+        "transactions": done,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", default="build")
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    build = os.path.abspath(args.build_dir)
+    work = tempfile.mkdtemp(prefix="leasefs-locks-", dir=args.work_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        cost = cached_lock_cost(build, work)
+        print(f"cached lock call: {cost['lock_ns'] / 1000:.1f} us; FUSE round trip: "
+              f"{cost['roundtrip_ns'] / 1000:.1f} us; ratio {cost['lock_ns'] / cost['roundtrip_ns']:.2f} "
+              f"(target <= 2)")
+        for synchronous in ("FULL", "OFF"):
+            r = alternating(build, work, args.seconds, synchronous)
+            print(f"alternating writers, synchronous={synchronous}: {r['tx_per_s']:.0f} tx/s "
+                  f"({r['transactions']} tx), lock wait p50 {r['lock_wait_p50_ms']:.2f} ms "
+                  f"p99 {r['lock_wait_p99_ms']:.2f} ms, {r['handoffs_per_s']:.0f} handoffs/s "
+                  f"(target >= 200 tx/s)")
+    finally:
+        unmount_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
