@@ -16,6 +16,8 @@
 #include <random>
 #include <vector>
 
+#include "region_json.h"
+
 namespace leasefs::lock {
 namespace {
 
@@ -81,16 +83,6 @@ bool AnyHeld(const RegionModes& modes) {
 
 bool AnyWrite(const RegionModes& modes) {
   return std::any_of(modes.begin(), modes.end(), [](Mode m) { return m == Mode::kWrite; });
-}
-
-json ModesToJson(const RegionModes& modes) {
-  json out = json::object();
-  for (size_t i = 0; i < kRegionCount; i++) {
-    if (modes[i] != Mode::kNone) {
-      out[NameOf(static_cast<Region>(i))] = modes[i] == Mode::kWrite ? "w" : "r";
-    }
-  }
-  return out;
 }
 
 RegionModes ModesFromJson(const json& in) {

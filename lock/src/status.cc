@@ -3,20 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "region_json.h"
+
 namespace leasefs::lock {
 namespace {
 
 using json = nlohmann::json;
-
-json Modes(const RegionModes& modes) {
-  json out = json::object();
-  for (size_t i = 0; i < kRegionCount; i++) {
-    if (modes[i] != Mode::kNone) {
-      out[RegionName(static_cast<Region>(i))] = modes[i] == Mode::kWrite ? "w" : "r";
-    }
-  }
-  return out;
-}
 
 int64_t MillisUntil(TimePoint when, const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(when - clock.now()).count();
@@ -57,8 +49,8 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
   doc["databases"] = json::array();
   for (const DatabaseStatus& db : leases.databases()) {
     doc["databases"].push_back({{"name", db.name},
-                                {"claims", Modes(db.claims)},
-                                {"in_use", Modes(db.use)},
+                                {"claims", ModesToJson(db.claims)},
+                                {"in_use", ModesToJson(db.use)},
                                 {"version", db.version},
                                 {"dirty", db.dirty},
                                 {"competing", db.competing}});

@@ -12,15 +12,15 @@
 #include <filesystem>
 #include <string>
 
+#include "mount_harness.h"
+
 namespace leasefs::fuse {
 namespace {
 
 class InodeTableTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/leasefs-inode-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    root_ = temp_.path();
     int fd = open(root_.c_str(), O_PATH | O_DIRECTORY);
     ASSERT_GE(fd, 0);
     struct stat st;
@@ -28,7 +28,6 @@ class InodeTableTest : public ::testing::Test {
     table_.set_root(fd, st);
     ASSERT_EQ(system(("touch " + root_ + "/a && ln " + root_ + "/a " + root_ + "/b").c_str()), 0);
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   // Opens `name` as the passthrough's lookup does and acquires it.
   Inode& Acquire(const char* name) {
@@ -40,6 +39,7 @@ class InodeTableTest : public ::testing::Test {
   }
   static bool IsOpen(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
+  leasefs::testing::TempDir temp_;  // first: removed last, after everything using it
   std::string root_;
   InodeTable table_;
 };

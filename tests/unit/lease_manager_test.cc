@@ -13,6 +13,7 @@
 #include <string>
 
 #include "leasefs/lock/local_store.h"
+#include "mount_harness.h"
 
 namespace leasefs::lock {
 namespace {
@@ -105,9 +106,7 @@ struct Host {
 class LeaseManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/leasefs-unit-lease-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
+    dir_ = temp_.path();
     std::string error;
     store_ = OpenLocalStore(dir_ + "/leases.db", real_clock_, &error);
     ASSERT_NE(store_, nullptr) << error;
@@ -115,7 +114,6 @@ class LeaseManagerTest : public ::testing::Test {
   void TearDown() override {
     hosts_.clear();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
   Host& AddHost(const std::string& name, LeaseConfig config = {}) {
     hosts_.push_back(std::make_unique<Host>(*store_, clock_, name, config));
@@ -127,6 +125,7 @@ class LeaseManagerTest : public ::testing::Test {
 
   SteadyClock real_clock_;  // only for the local store's own busy timeouts
   ManualClock clock_;
+  leasefs::testing::TempDir temp_;  // first: removed last, after everything using it
   std::string dir_;
   std::unique_ptr<LeaseStore> store_;
   std::vector<std::unique_ptr<Host>> hosts_;

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "mount_harness.h"
+
 namespace leasefs::lock {
 namespace {
 
@@ -23,17 +25,12 @@ using std::chrono::seconds;
 class LocalStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/leasefs-unit-store-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
+    dir_ = temp_.path();
     path_ = dir_ + "/sub/leases.db";  // the directory is created by OpenLocalStore
     store_ = Open();
     ASSERT_NE(store_, nullptr);
   }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { store_.reset(); }
   std::unique_ptr<LeaseStore> Open() {
     std::string error;
     auto store = OpenLocalStore(path_, clock_, &error);
@@ -43,6 +40,7 @@ class LocalStoreTest : public ::testing::Test {
   TimePoint Soon() { return clock_.now() + seconds(10); }
 
   SteadyClock clock_;
+  leasefs::testing::TempDir temp_;  // first: removed last, after everything using it
   std::string dir_, path_;
   std::unique_ptr<LeaseStore> store_;
 };

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mount_checks.h"
+#include "mount_harness.h"
 
 namespace leasefs::cmd {
 namespace {
@@ -152,19 +153,17 @@ TEST(MountChecks, MountinfoParsingUnescapes) {
 class MountCheckDirs : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/leasefs-unit-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    root_ = temp_.path();
     std::filesystem::create_directories(root_ + "/src/inner");
     std::filesystem::create_directories(root_ + "/mnt");
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
   std::optional<std::string> Check(const std::string& source, const std::string& mountpoint) {
     MountOptions o;
     o.source = source;
     o.mountpoint = mountpoint;
     return CheckMountRequest(o);
   }
+  leasefs::testing::TempDir temp_;  // first: removed last, after everything using it
   std::string root_;
 };
 
