@@ -56,6 +56,8 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
       "--no-allow-other", [&o](int64_t) { o.allow_other = false; },
       "Only the mounting user may access the mount");
   command.add_flag("--ro,--read-only", o.read_only, "Mount read-only");
+  command.add_flag("--acl", o.acl,
+                   "Enforce POSIX ACLs stored on SOURCE (default: permissions are the mode bits)");
   command
       .add_option("--entry-timeout", o.entry_timeout, "Seconds the kernel may cache a name lookup")
       ->check(CLI::NonNegativeNumber);

@@ -27,6 +27,7 @@ struct MountOptions {
   bool foreground = false;
   std::optional<bool> allow_other;  // default: on when running as root
   bool read_only = false;
+  bool acl = false;
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
   double negative_timeout = 0.0;

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -101,8 +102,34 @@ struct Locking {
   }
 };
 
+// The passthrough holds one O_PATH descriptor per inode the kernel has cached (tens of thousands
+// on a busy tree), so the default 1,024 or even 20,000 descriptors run out: raise the soft limit
+// to the hard one, and as root the hard one to the kernel's maximum (fs.nr_open).
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (geteuid() == 0) {
+    rlim_t most = 1 << 20;
+    if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+      unsigned long long value = 0;
+      if (std::fscanf(f, "%llu", &value) == 1 && value > 0) most = static_cast<rlim_t>(value);
+      std::fclose(f);
+    }
+    if (limit.rlim_max < most) limit.rlim_max = most;
+  }
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  getrlimit(RLIMIT_NOFILE, &limit);
+  spdlog::debug("file descriptor limit {}", static_cast<unsigned long long>(limit.rlim_cur));
+}
+
 int Serve(const MountOptions& o, ReadyChannel ready) {
   umask(0);  // the kernel has applied the caller's umask to every mode it sends us
+  RaiseFileLimit();
   bool root = geteuid() == 0;
   fuse::PassthroughConfig config;
   config.source = o.source;
@@ -110,6 +137,7 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   config.attr_timeout = o.attr_timeout;
   config.negative_timeout = o.negative_timeout;
   config.create_as_caller = root;
+  config.posix_acl = o.acl;
 
   auto fail = [&](const std::string& error) {
     if (ready.fd >= 0) {

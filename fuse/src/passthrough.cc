@@ -264,9 +264,11 @@ class PassthroughImpl final : public Passthrough {
     // The kernel clears set-user-ID/set-group-ID on write, truncate and chown itself (by a
     // SETATTR). Left to us, it would not happen: our writes run as root, which keeps them.
     conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-    // POSIX ACLs: the kernel enforces them (reading system.posix_acl_* through getxattr) and
-    // leaves the umask to us, so a default ACL on the parent overrides it as on a local disk.
-    if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    // POSIX ACLs (opt-in, --acl): the kernel enforces them (reading system.posix_acl_* through
+    // getxattr, one extra request per inode) and leaves the umask to us, so a default ACL on the
+    // parent overrides it as on a local disk. Off, permissions are the mode bits.
+    if (fs.config_.posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL) &&
+        (conn->capable & FUSE_CAP_DONT_MASK)) {
       conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
       fs.caller_umask_ = true;
     }

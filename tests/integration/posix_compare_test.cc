@@ -1762,7 +1762,7 @@ TEST_P(PosixCompareTest, SameAsNative) {
 
   TempDir source;
   TempDir mountpoint;
-  auto mount = LeasefsMount::Start(source.path(), mountpoint.path());
+  auto mount = LeasefsMount::Start(source.path(), mountpoint.path(), {"--acl"});
   ASSERT_NE(mount, nullptr);
   Transcript mounted(mountpoint.path());
   script.fn(mounted);
@@ -1786,7 +1786,7 @@ class MountOnlyTest : public ::testing::Test {
   void SetUp() override {
     umask(022);
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
-    mount_ = LeasefsMount::Start(source_.path(), mountpoint_.path());
+    mount_ = LeasefsMount::Start(source_.path(), mountpoint_.path(), {"--acl"});
     ASSERT_NE(mount_, nullptr);
   }
   void TearDown() override {
@@ -1885,7 +1885,7 @@ TEST_F(MountOnlyTest, InodeNumbersMatchSourceAndAreStable) {
   const ::testing::AssertionResult stopped = mount_->Stop();
   mount_.reset();
   ASSERT_TRUE(stopped);
-  mount_ = LeasefsMount::Start(source_.path(), mountpoint_.path());
+  mount_ = LeasefsMount::Start(source_.path(), mountpoint_.path(), {"--acl"});
   ASSERT_NE(mount_, nullptr);
   EXPECT_EQ(Ino(M("f-renamed")), ino["d/f"]) << "after remount";
   EXPECT_EQ(Ino(M("d-renamed")), ino["d"]) << "after remount";

@@ -196,6 +196,32 @@ class Lifecycle(unittest.TestCase):
                 self.assertIsNone(mount_type(m.mountpoint))
                 m.stop()
 
+    def test_many_cached_files_never_exhaust_descriptors(self):
+        """The daemon holds a descriptor per cached inode: started with a soft limit of 128 (the
+        hard one as inherited), it must raise its own soft limit rather than fail with EMFILE
+        when thousands of files are in use."""
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            import resource
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            self.assertGreater(hard, 4000, "the test needs a hard limit above 4000")
+            r = subprocess.run(["prlimit", f"--nofile=128:{hard}", binary(), "mount", src, mnt],
+                               capture_output=True, text=True, timeout=30)
+            try:
+                self.assertEqual(r.returncode, 0, r.stderr)
+                for i in range(2000):
+                    with open(os.path.join(mnt, f"f{i}"), "w") as f:
+                        f.write("x")
+                names = os.listdir(mnt)
+                self.assertEqual(len(names), 2000)
+                for name in names:  # every inode looked up and held by the kernel at once
+                    os.stat(os.path.join(mnt, name))
+            finally:
+                unmount(mnt)
+                wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit")
+
     def test_mount_helper_convention(self):
         helper = os.path.join(BUILD_DIR, "mount.fuse.leasefs")
         with temp_root() as root:

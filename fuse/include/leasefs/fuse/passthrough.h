@@ -38,6 +38,8 @@ struct PassthroughConfig {
   // When the daemon runs as root on behalf of other users: nodes it creates are chowned to the
   // requesting uid (and gid, unless the parent directory is set-group-ID).
   bool create_as_caller = false;
+  // Enforce POSIX ACLs as the backing filesystem would (costs a request per inode; EFS has none).
+  bool posix_acl = false;
   // Produces the value of kStatusXattr (JSON). Empty: the attribute does not exist.
   std::function<std::string()> status;
 };
