@@ -21,13 +21,13 @@ Workloads (names for --workloads; "fio", "meta" and "sqlite" select groups):
 
 Every run is preceded by `sync; echo 3 > /proc/sys/vm/drop_caches` (when we are root), so no run
 inherits a cache another run warmed: the native page cache, the FUSE page cache and the backing page
-cache under a FUSE mount are all emptied. Before a fio read run the fio file is then read once
-through the backing directory (not through the mount; --cold-fio skips this), so its bytes are in
-RAM for every target alike and fio measures the filesystem path, not the VM's disk. Write runs
-start cold: their block-aligned writes never read the old data. fio runs with invalidate=0, so
-pages a target caches during the run stay cached for the rest of that run. For
-each workload the targets run interleaved (R rounds; the order rotates each round) and the table
-reports medians.
+cache under a FUSE mount are all emptied. During a fio read run the fio file is mapped and
+mlock()ed through the backing directory (not through the mount; --cold-fio skips this), so its
+bytes are in RAM for every target alike, safe from reclaim, and fio measures the filesystem path,
+not the VM's disk. Write runs start cold: their block-aligned writes never read the old data.
+fio runs with invalidate=0, so pages a target caches during the run stay cached for the rest of
+that run. For each workload the targets run interleaved (R rounds; the order rotates each round)
+and the table reports medians, ratios of medians and the median of per-round leasefs/bindfs.
 
 Every mount is made by a foreground daemon we start in its own session and is unmounted with
 `fusermount3 -u` in a finally block; SIGINT/SIGTERM/SIGHUP raise an exception so that block runs.
@@ -35,8 +35,10 @@ Only the standard library is used.
 """
 
 import argparse
+import ctypes
 import datetime
 import json
+import mmap
 import os
 import platform
 import shutil
@@ -279,19 +281,57 @@ def fio_prepare(target, args):
         os.fsync(f.fileno())
 
 
-def warm_backing(path):
-    """Reads path through the backing filesystem so its pages are in the backing page cache.
+class PinnedInBackingCache:
+    """Context manager: the file's pages stay in the backing page cache while it is active.
 
-    For native that is the target's own page cache; for a FUSE target it is the cache under the
-    daemon, while the FUSE page cache stays cold (drop_caches just emptied it). Either way the
-    bytes are in RAM and no run depends on the disk (or the hypervisor's cache of it).
+    It maps the file through the backing directory (MAP_SHARED, read only) and mlock()s the
+    mapping, which reads the whole file in and makes its page-cache pages unevictable. For native
+    that is the target's own page cache; for a FUSE target it is the cache under the daemon, while
+    the FUSE page cache above starts cold (drop_caches just emptied it) and is the target's own
+    business. Either way the bytes are in RAM and no read run depends on the disk or on memory
+    reclaim: this VM runs DAMON proactive reclaim (pageout of regions idle for ~60 s, 128 MiB/s),
+    which otherwise evicts a freshly read file at random and makes read runs bimodal. When mlock
+    is not allowed (no root, small RLIMIT_MEMLOCK) the file is just read once, with a warning.
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while os.read(fd, 1 << 20):
-            pass
-    finally:
-        os.close(fd)
+
+    def __init__(self, path):
+        self.path = path
+        self.addr = None
+        self.size = 0
+
+    def __enter__(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        libc.mlock.argtypes = libc.munlock.argtypes = libc.munmap.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t]
+        self.libc = libc
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self.size = os.fstat(fd).st_size
+            addr = libc.mmap(None, self.size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if addr is None or addr == ctypes.c_void_p(-1).value:
+                raise OSError(ctypes.get_errno(), "mmap failed")
+            self.addr = addr
+            if libc.mlock(ctypes.c_void_p(addr), self.size) != 0:
+                err = ctypes.get_errno()
+                log(f"warning: cannot mlock {self.path} ({os.strerror(err)}); reading it once "
+                    f"instead, read runs may hit the disk")
+                libc.munmap(ctypes.c_void_p(addr), self.size)
+                self.addr = None
+                while os.read(fd, 1 << 20):
+                    pass
+        finally:
+            os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self.addr is not None:
+            self.libc.munlock(ctypes.c_void_p(self.addr), self.size)
+            self.libc.munmap(ctypes.c_void_p(self.addr), self.size)
+            self.addr = None
+        return False
 
 
 def run_fio(workload, target, args):
@@ -304,8 +344,10 @@ def run_fio(workload, target, args):
            f"--runtime={int(args.fio_runtime * 1000)}ms", "--output-format=json"]
     drop_caches(args)
     if rw.endswith("read") and not args.cold_fio:
-        warm_backing(os.path.join(target.backing, "fio.dat"))
-    res = run_tool(cmd, timeout=args.fio_runtime + 120)
+        with PinnedInBackingCache(os.path.join(target.backing, "fio.dat")):
+            res = run_tool(cmd, timeout=args.fio_runtime + 120)
+    else:
+        res = run_tool(cmd, timeout=args.fio_runtime + 120)
     job = res["jobs"][0]
     if job.get("error"):
         raise RunFailed(f"fio job error {job['error']}: {' '.join(cmd)}")
@@ -359,7 +401,7 @@ def summarize(results, workloads, targets, missing):
     rows = []
     for w in workloads:
         for key, label in ROWS[w]:
-            row = {"label": label, "median": {}, "spread": {}, "runs": {}}
+            row = {"label": label, "median": {}, "spread": {}, "runs": {}, "paired": None}
             for t in ALL_TARGETS:
                 if t in missing:
                     row["median"][t] = missing[t]
@@ -379,24 +421,34 @@ def summarize(results, workloads, targets, missing):
                         row["spread"][t] = (max(vals) - min(vals)) / med if med else 0.0
                 else:
                     row["median"][t] = None
+            # leasefs/bindfs per round (the two ran minutes apart at most), then the median: less
+            # sensitive to slow drifts in machine load than the ratio of the two medians.
+            per = results.get(w, {})
+            if "leasefs" in per and "bindfs" in per:
+                pairs = [a[key] / b[key] for a, b in zip(per["leasefs"], per["bindfs"])
+                         if isinstance(a, dict) and isinstance(b, dict) and b[key]]
+                if pairs:
+                    row["paired"] = statistics.median(pairs)
             rows.append(row)
     return rows
 
 
 def print_table(rows, out=sys.stdout):
-    hdr = (f"{'workload':<24}{'native':>11}{'bindfs':>11}{'leasefs':>11}"
-           f"{'leasefs/bindfs':>16}{'leasefs/native':>16}{'bindfs/native':>15}{'spread':>8}")
-    print(hdr, file=out)
+    print(f"{'workload':<24}{'native':>11}{'bindfs':>11}{'leasefs':>11}"
+          f"{'leasefs/bindfs':>16}{'leasefs/native':>16}{'bindfs/native':>15}{'spread':>8}"
+          f"{'l/b paired':>12}", file=out)
     for r in rows:
         m = r["median"]
-        spread = max(r["spread"].values()) if r["spread"] else None
+        spread = f"{max(r['spread'].values()) * 100:.0f}%" if r["spread"] else "-"
+        paired = f"{r['paired']:.2f}" if r["paired"] is not None else "-"
         print(f"{r['label']:<24}{fmt_value(m['native']):>11}{fmt_value(m['bindfs']):>11}"
               f"{fmt_value(m['leasefs']):>11}"
               f"{fmt_ratio(m['leasefs'], m['bindfs']):>16}"
               f"{fmt_ratio(m['leasefs'], m['native']):>16}"
               f"{fmt_ratio(m['bindfs'], m['native']):>15}"
-              f"{(f'{spread * 100:.0f}%' if spread is not None else '-'):>8}", file=out)
+              f"{spread:>8}{paired:>12}", file=out)
     print("spread: (max - min) / median over the runs of the noisiest target in that row", file=out)
+    print("l/b paired: median over rounds of leasefs/bindfs within the same round", file=out)
 
 
 def loadavg():
@@ -430,7 +482,7 @@ def parse_args(argv):
                                        "(default: BUILD or BUILD/bench, the newer)")
     p.add_argument("--quick", action="store_true",
                    help="short smoke run (about 20 s): small sizes, 0.5 s per run, 1 round")
-    p.add_argument("--repeat", type=int, help="rounds per workload (default 3, --quick 1)")
+    p.add_argument("--repeat", type=int, help="rounds per workload (default 5, --quick 1)")
     p.add_argument("--workloads", default="all",
                    help="comma-separated: " + ",".join(ALL_WORKLOADS) + " or groups fio, meta, "
                         "sqlite, all (default: all)")
@@ -444,7 +496,7 @@ def parse_args(argv):
     p.add_argument("--no-drop-caches", dest="drop_caches", action="store_false",
                    help="do not drop the page cache before each run")
     p.add_argument("--cold-fio", action="store_true",
-                   help="do not pre-read the fio file into the backing page cache before read runs "
+                   help="do not pin the fio file in the backing page cache during read runs "
                         "(fio then measures the disk as well, which is very noisy on a VM)")
     p.add_argument("--fio-size-mib", type=int, help="fio file size (default 512, --quick 32)")
     p.add_argument("--fio-runtime", type=float,
@@ -452,7 +504,7 @@ def parse_args(argv):
     p.add_argument("--meta-files", type=int, help="files for meta (default 20000, --quick 1000)")
     p.add_argument("--meta-dirs", type=int, default=4, help="subdirectories for meta (default 4)")
     p.add_argument("--sqlite-seconds", type=float,
-                   help="seconds per sqlite run (default 10, --quick 0.5)")
+                   help="seconds per sqlite run (default 5, --quick 0.5)")
     p.add_argument("--sqlite-rows", type=int, default=1000, help="rows in the sqlite table")
     p.add_argument("--bindfs-arg", action="append", default=[],
                    help="extra argument for bindfs (repeatable), e.g. --bindfs-arg=--multithreaded")
@@ -462,8 +514,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
 
     q = args.quick
-    defaults = {"repeat": (3, 1), "fio_size_mib": (512, 32), "fio_runtime": (10.0, 0.5),
-                "meta_files": (20000, 1000), "sqlite_seconds": (10.0, 0.5)}
+    defaults = {"repeat": (5, 1), "fio_size_mib": (512, 32), "fio_runtime": (10.0, 0.5),
+                "meta_files": (20000, 1000), "sqlite_seconds": (5.0, 0.5)}
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
@@ -519,15 +571,15 @@ def check_prerequisites(args):
             log("error: " + e)
         sys.exit(2)
     missing = {}
-    if "bindfs" in args.target_list and not (shutil.which("bindfs") and shutil.which("fusermount3")):
+    have_fusermount = shutil.which("fusermount3") is not None
+    if "bindfs" in args.target_list and not (shutil.which("bindfs") and have_fusermount):
         missing["bindfs"] = "n/a"
         log("bindfs target skipped: bindfs or fusermount3 not found in PATH")
     if "leasefs" in args.target_list and not os.access(args.leasefs, os.X_OK):
         missing["leasefs"] = "pending"
         log(f"leasefs target skipped: no executable at {args.leasefs} "
             f"(build it, or pass --leasefs PATH / --build-dir DIR)")
-    if "leasefs" in args.target_list and "leasefs" not in missing and not shutil.which(
-            "fusermount3"):
+    if "leasefs" in args.target_list and "leasefs" not in missing and not have_fusermount:
         missing["leasefs"] = "n/a"
         log("leasefs target skipped: fusermount3 not found in PATH")
     return missing
@@ -554,7 +606,7 @@ def main(argv):
     print(f"# host: {platform.node()}  cpus: {os.cpu_count()}  kernel: {platform.release()}  "
           f"load average: {loadavg()}")
     print(f"# work dir: {work} ({fs_type_of(work)})  drop caches: "
-          f"{'yes' if args.drop_caches else 'no'}  fio file pre-read before read runs: "
+          f"{'yes' if args.drop_caches else 'no'}  fio file pinned in backing cache for reads: "
           f"{'no' if args.cold_fio else 'yes'}  rounds: {args.repeat}")
     print(f"# fio: {tool_version(['fio', '--version'])}, {args.fio_size_mib} MiB file, "
           f"{args.fio_runtime:g} s/run;  meta: {args.meta_files} files in {args.meta_dirs} dirs; "
@@ -659,11 +711,13 @@ def main(argv):
             json.dump({"started": started.isoformat(timespec="seconds"), "argv": argv,
                        "cpus": os.cpu_count(), "kernel": platform.release(),
                        "settings": {k: getattr(args, k) for k in (
-                           "repeat", "cold_fio", "fio_size_mib", "fio_runtime", "meta_files", "meta_dirs",
+                           "repeat", "cold_fio", "fio_size_mib", "fio_runtime", "meta_files",
+                           "meta_dirs",
                            "sqlite_seconds", "sqlite_rows", "drop_caches", "bindfs_arg",
                            "leasefs_arg", "leasefs")},
                        "results": results,
-                       "table": [{"label": r["label"], "median": r["median"], "runs": r["runs"]}
+                       "table": [{"label": r["label"], "median": r["median"], "runs": r["runs"],
+                                  "leasefs_bindfs_paired": r["paired"]}
                                  for r in rows]}, f, indent=1)
     return 1 if (failed or problems) else 0
 
