@@ -25,6 +25,11 @@ std::string ModesText(const json& modes) {
   return out.empty() ? "-" : out;
 }
 
+// A counter from the status JSON, for printf's %llu.
+unsigned long long Count(const json& object, const char* key) {
+  return static_cast<unsigned long long>(object.value(key, uint64_t{0}));
+}
+
 }  // namespace
 
 int RunStatus(const std::string& mountpoint, bool as_json) {
@@ -57,7 +62,7 @@ int RunStatus(const std::string& mountpoint, bool as_json) {
   }
   const json& st = s["stats"];
   const json& lk = s["locks"];
-  uint64_t requests = st.value("store_requests", uint64_t{0});
+  unsigned long long requests = Count(st, "store_requests");
   double average_ms = requests
                           ? static_cast<double>(st.value("store_latency_us_total", uint64_t{0})) /
                                 1000.0 / static_cast<double>(requests)
@@ -72,32 +77,23 @@ int RunStatus(const std::string& mountpoint, bool as_json) {
                                          : "");
   std::printf(
       "store use   %llu requests (%llu failed, %.2f ms average), %llu renewals (%llu failed)\n",
-      static_cast<unsigned long long>(requests),
-      static_cast<unsigned long long>(st.value("store_errors", uint64_t{0})), average_ms,
-      static_cast<unsigned long long>(st.value("renewals", uint64_t{0})),
-      static_cast<unsigned long long>(st.value("renewal_failures", uint64_t{0})));
+      requests, Count(st, "store_errors"), average_ms, Count(st, "renewals"),
+      Count(st, "renewal_failures"));
   std::printf(
       "locks       %llu set (%llu busy, %llu waited), %llu tested, %llu fenced writes, "
       "%llu abandoned transactions\n",
-      static_cast<unsigned long long>(lk.value("setlk", uint64_t{0})),
-      static_cast<unsigned long long>(lk.value("setlk_busy", uint64_t{0})),
-      static_cast<unsigned long long>(lk.value("setlkw_waits", uint64_t{0})),
-      static_cast<unsigned long long>(lk.value("getlk", uint64_t{0})),
-      static_cast<unsigned long long>(lk.value("fenced_writes", uint64_t{0})),
-      static_cast<unsigned long long>(lk.value("abandoned_transactions", uint64_t{0})));
+      Count(lk, "setlk"), Count(lk, "setlk_busy"), Count(lk, "setlkw_waits"), Count(lk, "getlk"),
+      Count(lk, "fenced_writes"), Count(lk, "abandoned_transactions"));
   std::printf(
       "handoffs    %llu yielded, %llu idle releases, %llu cache invalidations, "
       "%llu dead sessions taken over\n",
-      static_cast<unsigned long long>(st.value("handoffs", uint64_t{0})),
-      static_cast<unsigned long long>(st.value("idle_releases", uint64_t{0})),
-      static_cast<unsigned long long>(st.value("invalidations", uint64_t{0})),
-      static_cast<unsigned long long>(st.value("sessions_reaped", uint64_t{0})));
+      Count(st, "handoffs"), Count(st, "idle_releases"), Count(st, "invalidations"),
+      Count(st, "sessions_reaped"));
   std::printf("databases\n");
   for (const json& db : s["databases"]) {
     std::printf("  %s\n    claims %s; in use %s; version %llu%s%s\n", db.value("name", "").c_str(),
                 ModesText(db["claims"]).c_str(), ModesText(db["in_use"]).c_str(),
-                static_cast<unsigned long long>(db.value("version", uint64_t{0})),
-                db.value("dirty", false) ? "; written" : "",
+                Count(db, "version"), db.value("dirty", false) ? "; written" : "",
                 db.value("competing", false) ? "; other hosts active" : "");
   }
   return kExitOk;

@@ -87,7 +87,7 @@ void HostLocks::attach_invalidator(CacheInvalidator* invalidator) {
   invalidator_ = invalidator;
 }
 
-HostLocks::FileInfo HostLocks::Classify(const std::string& relative_path, bool) {
+HostLocks::FileInfo HostLocks::Classify(const std::string& relative_path) {
   FileInfo info;
   info.path = relative_path;
   if (EndsWith(relative_path, "-shm")) {
@@ -127,7 +127,7 @@ HostLocks::FileInfo HostLocks::info(const FileRef& file, bool sqlite_locked) {
   } else {
     relative = "#" + std::to_string(file.device) + ":" + std::to_string(file.inode);
   }
-  FileInfo result = Classify(relative, sqlite_locked);
+  FileInfo result = Classify(relative);
   std::lock_guard<std::mutex> guard(mutex_);
   if (infos_.size() >= kMaxCachedInfos) infos_.clear();
   infos_[key] = result;
@@ -199,12 +199,9 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
 uint64_t HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
                              const struct flock& lock, bool wait, LockCompletion done) {
   int err = try_set(file, owner, handle, lock);
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    counters_.setlk++;
-    if (err == EAGAIN) counters_.setlk_busy++;
-    if (err == EAGAIN && wait) counters_.setlkw_waits++;
-  }
+  counters_.setlk++;
+  if (err == EAGAIN) counters_.setlk_busy++;
+  if (err == EAGAIN && wait) counters_.setlkw_waits++;
   if (lock.l_type == F_UNLCK) {
     std::lock_guard<std::mutex> guard(waiters_mutex_);
     locks_changed_ = true;
@@ -287,10 +284,7 @@ void HostLocks::stop() {
 }
 
 int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock) {
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    counters_.getlk++;
-  }
+  counters_.getlk++;
   LockRange range;
   if (int err = RangeFromFlock(*lock, &range)) return err;
   FileInfo fi = info(file, false);
@@ -327,10 +321,7 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
 }
 
 void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    counters_.flushes++;
-  }
+  counters_.flushes++;
   FileInfo fi = info(file, false);
   DatabaseLocks& db = database(fi.database);
   bool abandoned = false;
@@ -354,10 +345,7 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
     if (leases_) {
       leases_->set_use(lease_name(fi.database), use_of(db));
       if (abandoned) {
-        {
-          std::lock_guard<std::mutex> counters_guard(mutex_);
-          counters_.abandoned_transactions++;
-        }
+        counters_.abandoned_transactions++;
         spdlog::warn(
             "a process closed {} inside a write transaction; releasing its claims so "
             "its journal can be rolled back anywhere",
@@ -410,7 +398,6 @@ int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name)
     if (!databases_seen_.count(database)) return 0;  // never locked as a database: not fenced
   }
   if (!leases_->may_write(lease_name(database))) {
-    std::lock_guard<std::mutex> guard(mutex_);
     counters_.fenced_writes++;
     spdlog::warn("fenced: {} of {} refused (no write claim, or lease deadline passed)",
                  static_cast<int>(kind), target);
@@ -421,8 +408,9 @@ int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name)
 }
 
 HostLocks::Counters HostLocks::counters() const {
-  std::lock_guard<std::mutex> guard(mutex_);
-  return counters_;
+  return Counters{counters_.setlk,        counters_.setlk_busy, counters_.setlkw_waits,
+                  counters_.getlk,        counters_.flushes,    counters_.abandoned_transactions,
+                  counters_.fenced_writes};
 }
 
 void HostLocks::flush(const std::string& lease) {

@@ -36,6 +36,7 @@
 // regions are not fenced.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -87,14 +88,16 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   };
   Counters counters() const;
 
-  enum class FileKind : uint8_t { kDatabase, kShm, kOther };
+  // kShm: a "-shm" file (WAL lock bytes); kDatabase: any other file (SQLite's byte regions, the
+  // rest of the file as WHOLE — finer regions are still correct for non-SQLite files).
+  enum class FileKind : uint8_t { kDatabase, kShm };
   struct FileInfo {
     std::string path;      // relative to SOURCE
-    std::string database;  // the database it belongs to (its own path for kOther)
-    FileKind kind = FileKind::kOther;
+    std::string database;  // the database it belongs to: itself, or the one a -shm is named after
+    FileKind kind = FileKind::kDatabase;
   };
   // Classifies a path relative to SOURCE (exposed for tests).
-  static FileInfo Classify(const std::string& relative_path, bool sqlite_locked);
+  static FileInfo Classify(const std::string& relative_path);
 
  private:
   struct FileKey {
@@ -138,7 +141,11 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   std::map<FileKey, FileInfo> infos_;
   std::set<std::string> databases_seen_;  // paths locked in SQLite's regions
   std::map<std::string, std::unique_ptr<DatabaseLocks>> databases_;
-  Counters counters_;
+  // Bumped on the lock path: atomics, never a shared mutex.
+  struct AtomicCounters {
+    std::atomic<uint64_t> setlk{0}, setlk_busy{0}, setlkw_waits{0}, getlk{0}, flushes{0};
+    std::atomic<uint64_t> abandoned_transactions{0}, fenced_writes{0};
+  } counters_;
 
   std::mutex waiters_mutex_;
   std::condition_variable waiters_changed_;
