@@ -202,11 +202,7 @@ uint64_t HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handl
   counters_.setlk++;
   if (err == EAGAIN) counters_.setlk_busy++;
   if (err == EAGAIN && wait) counters_.setlkw_waits++;
-  if (lock.l_type == F_UNLCK) {
-    std::lock_guard<std::mutex> guard(waiters_mutex_);
-    locks_changed_ = true;
-    waiters_changed_.notify_all();
-  }
+  if (lock.l_type == F_UNLCK) note_locks_changed();
   if (err != EAGAIN || !wait) {
     done(err);
     return 0;
@@ -214,8 +210,19 @@ uint64_t HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handl
   std::lock_guard<std::mutex> guard(waiters_mutex_);
   uint64_t id = next_wait_id_++;
   waiters_.push_back(Waiter{id, file, owner, handle, lock, std::move(done)});
+  // An unlock between try_set() and here saw no waiter and woke no one: retry once regardless.
+  locks_changed_ = true;
   waiters_changed_.notify_all();
   return id;
+}
+
+// Wakes the waiter thread only when someone waits: an unlock is on the hot path of every SQLite
+// transaction, and a needless wake-up costs a context switch on each.
+void HostLocks::note_locks_changed() {
+  std::lock_guard<std::mutex> guard(waiters_mutex_);
+  if (waiters_.empty()) return;
+  locks_changed_ = true;
+  waiters_changed_.notify_all();
 }
 
 void HostLocks::cancel_wait(uint64_t wait_id) {
@@ -354,9 +361,7 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
       }
     }
   }
-  std::lock_guard<std::mutex> guard(waiters_mutex_);
-  locks_changed_ = true;
-  waiters_changed_.notify_all();
+  note_locks_changed();
 }
 
 void HostLocks::release_handle(const FileRef& file, uint64_t handle) {

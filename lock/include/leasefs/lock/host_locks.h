@@ -126,6 +126,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // One attempt: 0 granted, EAGAIN busy/conflict, or another errno.
   int try_set(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock);
   void retry_waiters();
+  void note_locks_changed();
 
   std::string lease_name(const std::string& db) const { return namespace_ + db; }
   std::string database_of_lease(const std::string& lease) const {
