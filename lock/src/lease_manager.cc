@@ -198,6 +198,11 @@ LeaseManager::~LeaseManager() {
   stop();
 }
 
+std::string LeaseManager::session_id() const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  return session_id_;
+}
+
 std::string LeaseManager::next_token() {
   std::lock_guard<std::mutex> guard(mutex_);
   return session_id_ + "/" + std::to_string(++token_counter_);
@@ -308,6 +313,7 @@ bool LeaseManager::renew() {
     spdlog::error("lease session {} was declared dead by another host; all claims are lost",
                   session_id_);
     dead_ = true;
+    next_rejoin_ = clock_.now();
     for (auto& [name, db] : databases_) db.claims = RegionModes{};
     return false;
   }
@@ -318,6 +324,59 @@ bool LeaseManager::renew() {
   next_renewal_ =
       clock_.now() + std::min<Duration>(config_.lease / 16, std::chrono::milliseconds(500));
   return false;
+}
+
+void LeaseManager::rejoin() {
+  std::string old_id;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    size_t holding = 0;
+    bool busy = false;  // a store operation reading session_id_ is in flight: try again soon
+    for (const auto& [name, db] : databases_) {
+      holding += AnyHeld(db.use) ? 1 : 0;
+      busy |= db.busy;
+    }
+    if (busy) {
+      next_rejoin_ = clock_.now() + config_.poll_interval;
+      return;
+    }
+    if (holding > 0) {
+      spdlog::warn(
+          "session lost: waiting for local processes to release their locks on {} "
+          "database(s) before joining again (writes stay fenced)",
+          holding);
+      next_rejoin_ = clock_.now() + config_.lease;
+      return;
+    }
+    old_id = session_id_;
+    session_id_ = config_.session_name + "#" + RandomHex();
+    session_key_ = SessionKey(session_id_);
+  }
+  TimePoint sent = clock_.now();
+  std::string token = next_token();
+  StoreResult r =
+      settle(session_key_,
+             store_put(session_key_, 0, SessionBody(config_.session_name, true, token)), token);
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (!r.ok()) {
+    next_rejoin_ =
+        clock_.now() + std::min<Duration>(config_.lease / 16, std::chrono::milliseconds(500));
+    return;
+  }
+  session_revision_ = r.record.revision;
+  deadline_ = sent + std::chrono::duration_cast<Duration>(config_.lease * (1 - 2 * config_.drift)) -
+              config_.margin;
+  next_renewal_ = sent + config_.lease / 4;
+  for (auto& [name, db] : databases_) {
+    db.claims = RegionModes{};
+    db.seen_version = false;  // the first claim in the new session drops every cache
+    db.dirty = false;
+    db.competing = false;
+    db.yield_now = false;
+  }
+  dead_ = false;
+  stats_.rejoins++;
+  spdlog::warn("joined again as session {} (session {} was declared dead)", session_id_, old_id);
 }
 
 bool LeaseManager::fenced() const {
@@ -662,12 +721,14 @@ bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) 
 
 TimePoint LeaseManager::tick() {
   TimePoint now = clock_.now();
-  bool renew_due;
+  bool renew_due, rejoin_due;
   {
     std::lock_guard<std::mutex> guard(mutex_);
     renew_due = !dead_ && now >= next_renewal_;
+    rejoin_due = dead_ && now >= next_rejoin_;
   }
   if (renew_due) renew();
+  if (rejoin_due) rejoin();
 
   struct Work {
     std::string name;
@@ -678,7 +739,7 @@ TimePoint LeaseManager::tick() {
   {
     std::lock_guard<std::mutex> guard(mutex_);
     now = clock_.now();
-    next = next_renewal_;
+    next = dead_ ? next_rejoin_ : next_renewal_;
     for (auto& [name, db] : databases_) {
       if (db.busy || !AnyHeld(db.claims)) continue;
       if (db.competing && now - db.competitor_seen > config_.competition_memory)

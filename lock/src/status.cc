@@ -36,7 +36,8 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
         {"handoffs", s.handoffs},
         {"idle_releases", s.idle_releases},
         {"invalidations", s.invalidations},
-        {"sessions_reaped", s.sessions_reaped}}},
+        {"sessions_reaped", s.sessions_reaped},
+        {"rejoins", s.rejoins}}},
       {"locks",
        {{"setlk", c.setlk},
         {"setlk_busy", c.setlk_busy},
@@ -87,6 +88,8 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
          s.invalidations);
   metric("sessions_reaped_total", "counter", "Dead sessions whose claims were taken over",
          s.sessions_reaped);
+  metric("rejoins_total", "counter",
+         "New sessions opened after this mount's session was declared dead", s.rejoins);
   metric("lease_deadline_seconds", "gauge", "Seconds until this mount is fenced without renewal",
          static_cast<double>(MillisUntil(leases.deadline(), clock)) / 1000);
   metric("fenced", "gauge", "1 while writes are fenced", leases.fenced() ? 1 : 0);

@@ -333,6 +333,49 @@ TEST_F(LeaseManagerTest, DeadHostIsReapedOnlyAfterAFullLeaseOnTheWaitersClock) {
   EXPECT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kFenced);
 }
 
+// A session declared dead is not resurrected under the locks it held: the host joins again, as a
+// new session, only once its local processes have let go of every lock, and the first claim in
+// the new session drops the caches.
+TEST_F(LeaseManagerTest, DeclaredDeadHostJoinsAgainOnlyAfterItsLocksAreGone) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  const std::string old_session = a.manager->session_id();
+  EXPECT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  clock_.advance(milliseconds(10200));
+  b.manager->tick();
+  ASSERT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  b.manager->set_use("app.db", kNothing);
+  a.manager->tick();  // A wakes up: its renewal finds it was declared dead
+  ASSERT_TRUE(a.manager->dead());
+  // A local process still holds its EXCLUSIVE lock from the lost session: no new session yet,
+  // however long that takes.
+  for (int i = 0; i < 5; i++) {
+    clock_.advance(seconds(10));
+    a.manager->tick();
+    b.manager->tick();
+    EXPECT_TRUE(a.manager->dead());
+    EXPECT_FALSE(a.manager->may_write("app.db"));
+    EXPECT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kFenced);
+  }
+  // The process gives up its lock (SQLite does, after the I/O error): A joins again.
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(10));
+  a.manager->tick();
+  ASSERT_FALSE(a.manager->dead());
+  EXPECT_NE(a.manager->session_id(), old_session);
+  EXPECT_EQ(a.manager->stats().rejoins, 1u);
+  int invalidations_before = a.listener.invalidations["app.db"];
+  b.manager->tick();  // B lets its idle claim go
+  clock_.advance(seconds(2));
+  b.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+  EXPECT_EQ(a.listener.invalidations["app.db"], invalidations_before + 1);
+}
+
 TEST_F(LeaseManagerTest, RenewingHolderIsNeverReaped) {
   LeaseConfig config;
   config.lease = seconds(10);

@@ -21,7 +21,14 @@
 //       sent_time_of_last_successful_renewal + L·(1−2ρ) − margin      (our monotonic clock)
 //   and nothing this host does to leased files is admitted past it (fenced()). A renewal that
 //   fails with a conflict means another host declared us dead: every claim is gone, and the
-//   session is over (dead() stays true; the owner starts a new LeaseManager).
+//   session is over. REJOINING: while dead, every acquire is refused (kFenced) and may_write()
+//   is false, so the local processes that held locks in the lost session get errors (SQLite:
+//   SQLITE_BUSY, SQLITE_IOERR) and end their transactions. Only once no local lock is left on
+//   any database (use() empty everywhere) does the manager open a new session under a new id,
+//   with every database's claims and version forgotten, so the first lock taken in the new
+//   session drops the kernel's caches. A process can therefore never carry a lock, or a cache,
+//   from the lost session into the new one. A lock held forever keeps the mount fenced (and
+//   says so in the log) rather than risk that.
 //   Another host declares us dead only after seeing our session record's revision unchanged for
 //   a full L on ITS clock, by a compare-and-set on the revision it saw (so a renewal that races
 //   it wins). Because our deadline ran from a renewal sent before its observation, we stopped
@@ -139,6 +146,7 @@ struct LeaseStats {
   uint64_t idle_releases = 0;  // claims released after idle_release
   uint64_t invalidations = 0;
   uint64_t sessions_reaped = 0;
+  uint64_t rejoins = 0;  // new sessions opened after this mount's session was declared dead
   uint64_t renewals = 0;
   uint64_t renewal_failures = 0;
   uint64_t store_errors = 0;      // requests answered unavailable or ambiguous
@@ -191,7 +199,7 @@ class LeaseManager {
   bool fenced() const;
   bool dead() const;
   TimePoint deadline() const;
-  const std::string& session_id() const { return session_id_; }
+  std::string session_id() const;  // changes when the host joins again after being declared dead
   LeaseStats stats() const;
   std::vector<DatabaseStatus> databases() const;
   std::string store_description() const { return store_.describe(); }
@@ -222,6 +230,8 @@ class LeaseManager {
 
   ClaimResult acquire_from_store(const std::string& db, const RegionModes& use);
   bool renew();
+  // While dead_ and no database has local use: opens a new session. Called from tick().
+  void rejoin();
   bool session_is_dead(const std::string& session);  // may mark it dead in the store
   // Gives up claims on `db` beyond local use: all of them, or (only_if_demand) those another
   // session's demand conflicts with. Returns false if the store could not be reached.
@@ -250,6 +260,7 @@ class LeaseManager {
   TimePoint deadline_{};
   TimePoint next_renewal_{};
   bool dead_ = false;
+  TimePoint next_rejoin_{};  // while dead_: when to try (or log) next
   bool stopping_ = false;
   uint64_t token_counter_ = 0;
   LeaseStats stats_;
