@@ -9,7 +9,9 @@
 //   3. shared files: ~/.aws/credentials and ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE,
 //      AWS_CONFIG_FILE), profile AWS_PROFILE or "default" (config uses "[profile NAME]");
 //   4. ECS container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (against http://169.254.170.2) or
-//      AWS_CONTAINER_CREDENTIALS_FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE];
+//      AWS_CONTAINER_CREDENTIALS_FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE] (the
+//      file wins); leasefs's own LEASEFS_ECS_CONTAINER_ENDPOINT replaces http://169.254.170.2;
+//      a plain-http FULL_URI must name loopback or the ECS/EKS agent addresses;
 //   5. EC2 IMDSv2: PUT /latest/api/token, then /latest/meta-data/iam/security-credentials/[ROLE]
 //      (endpoint AWS_EC2_METADATA_SERVICE_ENDPOINT, default http://169.254.169.254; disabled by
 //      AWS_EC2_METADATA_DISABLED=true).
@@ -19,7 +21,8 @@
 // Refresh: a CredentialCache calls its provider in a background thread when the credentials are
 // within `refresh_before` of expiring (default 5 min), so current() — which a lease renewal calls —
 // never waits on the network once credentials were first obtained. If a refresh fails, the old
-// credentials are kept until they expire and the refresh is retried with backoff.
+// credentials are kept until they expire and the refresh is retried with backoff. The full
+// protocol and its invariants are described at the top of src/credentials.cc.
 #pragma once
 
 #include <chrono>
@@ -45,7 +48,7 @@ struct Credentials {
 // Where providers read their inputs; tests replace both.
 struct CredentialEnvironment {
   std::function<std::optional<std::string>(const std::string&)> getenv;  // default: ::getenv
-  std::string home;                                                    // default: $HOME
+  std::string home;                                                      // default: $HOME
   static CredentialEnvironment Process();
 };
 
@@ -76,6 +79,15 @@ class CredentialCache {
   struct Options {
     std::chrono::seconds refresh_before{300};
     std::chrono::milliseconds fetch_timeout{5000};
+    // After a failed refresh: retry after retry_min, doubling up to retry_max. retry_min is also
+    // the shortest wait before re-fetching credentials that arrived already within
+    // refresh_before of their expiry. (Added with the implementation: tests shorten them.)
+    std::chrono::milliseconds retry_min{1000};
+    std::chrono::milliseconds retry_max{60000};
+    // The wall clock expiries are judged by; empty means std::chrono::system_clock::now. Only
+    // tests set it (to expire credentials without waiting); the refresher still sleeps in real
+    // time for the intervals this clock implies.
+    std::function<WallTime()> now;
   };
   CredentialCache(std::unique_ptr<CredentialProvider> provider, Options options);
   CredentialCache(std::unique_ptr<CredentialProvider> provider)

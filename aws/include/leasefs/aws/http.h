@@ -2,23 +2,26 @@
 //
 // Contract:
 //  - HttpClient::send() performs one request and returns what happened, never throws. It reuses
-//    connections (one CURL easy handle per calling thread, kept in the client, so keep-alive
-//    connections survive between calls) and never waits past the deadline given.
+//    connections (one CURL easy handle per concurrent call, kept in a pool by the client, so
+//    keep-alive connections survive between calls) and never waits past the deadline given. It
+//    puts a non-idempotent request (POST) on the wire at most once.
 //  - A response of any status is a response (`status` != 0); transport failures have status 0 and
 //    `transport_error` set. `maybe_sent` tells whether any byte of the request may have reached
 //    the server (connect succeeded): a non-idempotent request that failed with maybe_sent=true is
 //    *ambiguous* — the caller must settle it (the lease store re-reads; see lease_store.h).
 //  - send_with_retries() retries what the RetryPolicy calls retryable (transport errors before
 //    sending, throttling, 5xx; the classifier is the caller's, see RetryPolicy) with full-jitter
-//    exponential backoff: sleep = uniform(0, min(max_backoff, base_backoff * 2^attempt)), and
-//    never starts an attempt or a sleep that the deadline cuts off. `sign` runs before every
-//    attempt (a retry gets a fresh X-Amz-Date).
+//    exponential backoff: before retry n (n = 1 for the second attempt) it sleeps
+//    uniform(0, min(max_backoff, base_backoff * 2^(n-1))), and never starts a sleep or an attempt
+//    that the deadline cuts off (a retry needs, after its sleep, twice the previous attempt's
+//    duration left). `sign` runs before every attempt (a retry gets a fresh X-Amz-Date).
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -52,7 +55,7 @@ struct RetryPolicy {
   std::chrono::milliseconds base_backoff{25};
   std::chrono::milliseconds max_backoff{1000};
   int max_attempts = 8;
-  // Whether `response` (after attempt number `attempt`, 1-based) should be retried. Default:
+  // Whether `response` (to attempt number `response.attempts`, 1-based) should be retried. Default:
   // transport errors with maybe_sent=false, HTTP 429, 500, 502, 503, 504. The DynamoDB client adds
   // its throttling error codes (HTTP 400 with a throttling __type).
   std::function<bool(const HttpRequest&, const HttpResponse&)> retryable;
