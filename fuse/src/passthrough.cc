@@ -123,6 +123,11 @@ class PassthroughImpl final : public Passthrough {
   }
   static lock::FileRef ref(const Inode& inode) { return {inode.device, inode.number, inode.fd}; }
 
+  bool is_hidden(const Inode& parent, const char* name) const {
+    return !config_.hidden_root_name.empty() && &parent == &inodes_.root() &&
+           config_.hidden_root_name == name;
+  }
+
   int admit(const Inode& inode, lock::WriteKind kind, std::string_view name = {}) {
     return seams_.write_gate ? seams_.write_gate->admit(ref(inode), kind, name) : 0;
   }
@@ -132,6 +137,7 @@ class PassthroughImpl final : public Passthrough {
     std::memset(e, 0, sizeof *e);
     e->attr_timeout = config_.attr_timeout;
     e->entry_timeout = config_.entry_timeout;
+    if (is_hidden(parent, name)) return ENOENT;
     int fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return errno;
     if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
@@ -176,6 +182,9 @@ class PassthroughImpl final : public Passthrough {
   int give_to_caller(fuse_req_t req, Inode& parent, const char* name, int fd = -1) {
     if (!config_.create_as_caller) return 0;
     const fuse_ctx* ctx = fuse_req_ctx(req);
+    // The daemon's own identity (root creating for root): the node is already the caller's,
+    // and a set-group-ID parent's group was applied by the backing filesystem.
+    if (ctx->uid == daemon_uid_ && ctx->gid == daemon_gid_) return 0;
     struct stat parent_st;
     if (fstatat(parent.fd, "", &parent_st, AT_EMPTY_PATH) < 0) return errno;
     gid_t gid = (parent_st.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
@@ -230,6 +239,7 @@ class PassthroughImpl final : public Passthrough {
   void make_node(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev,
                  const char* link_target) {
     Inode& parent = inode_of(parent_ino);
+    if (is_hidden(parent, name)) return (void)fuse_reply_err(req, EPERM);
     if (int err = admit(parent, lock::WriteKind::kCreate, name))
       return (void)fuse_reply_err(req, err);
     mode = creation_mode(req, mode);
@@ -385,6 +395,7 @@ class PassthroughImpl final : public Passthrough {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
     Inode& parent = fs.inode_of(new_parent);
+    if (fs.is_hidden(parent, new_name)) return (void)fuse_reply_err(req, EPERM);
     if (int err = fs.admit(parent, lock::WriteKind::kLink, new_name))
       return (void)fuse_reply_err(req, err);
     int rc = linkat(inode.fd, "", parent.fd, new_name, AT_EMPTY_PATH);
@@ -399,6 +410,7 @@ class PassthroughImpl final : public Passthrough {
   static void op_unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
+    if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
     if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
       return (void)fuse_reply_err(req, err);
     fuse_reply_err(req, unlinkat(parent.fd, name, 0) < 0 ? errno : 0);
@@ -407,6 +419,7 @@ class PassthroughImpl final : public Passthrough {
   static void op_rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
+    if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
     if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
       return (void)fuse_reply_err(req, err);
     fuse_reply_err(req, unlinkat(parent.fd, name, AT_REMOVEDIR) < 0 ? errno : 0);
@@ -417,6 +430,8 @@ class PassthroughImpl final : public Passthrough {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
     Inode& new_parent = fs.inode_of(new_parent_ino);
+    if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
+    if (fs.is_hidden(new_parent, new_name)) return (void)fuse_reply_err(req, EPERM);
     if (int err = fs.admit(parent, lock::WriteKind::kRename, name))
       return (void)fuse_reply_err(req, err);
     if (int err = fs.admit(new_parent, lock::WriteKind::kRename, new_name)) {
@@ -449,6 +464,7 @@ class PassthroughImpl final : public Passthrough {
                         fuse_file_info* fi) {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
+    if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, EPERM);
     if (int err = fs.admit(parent, lock::WriteKind::kCreate, name))
       return (void)fuse_reply_err(req, err);
     // The kernel resolves symlinks itself; O_NOFOLLOW keeps a stale cache from ever making the
@@ -571,6 +587,11 @@ class PassthroughImpl final : public Passthrough {
       }
       const char* name = d.entry->d_name;
       off_t next = d.entry->d_off;
+      if (is_hidden(dir_inode, name)) {
+        d.entry = nullptr;
+        d.offset = next;
+        continue;
+      }
       size_t used;
       if (plus) {
         fuse_entry_param e;
@@ -771,6 +792,8 @@ class PassthroughImpl final : public Passthrough {
   std::mutex waits_mutex_;
   std::vector<std::unique_ptr<std::pair<lock::FileLocks*, uint64_t>>> waits_;
   bool caller_umask_ = false;  // set in init, before any request that creates
+  const uid_t daemon_uid_ = geteuid();
+  const gid_t daemon_gid_ = getegid();
   fuse_lowlevel_ops ops_{};
 };
 

@@ -40,6 +40,9 @@ struct PassthroughConfig {
   bool create_as_caller = false;
   // Enforce POSIX ACLs as the backing filesystem would (costs a request per inode; EFS has none).
   bool posix_acl = false;
+  // A name in SOURCE's root the mount hides (leasefs's own marker file, lock/volume_id.h): it
+  // is not listed, a lookup says ENOENT and creating it (or renaming or linking onto it) EPERM.
+  std::string hidden_root_name;
   // Produces the value of kStatusXattr (JSON). Empty: the attribute does not exist.
   std::function<std::string()> status;
 };
