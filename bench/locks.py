@@ -10,7 +10,15 @@
    Run with synchronous=FULL (what applications get by default: the disk's fsync dominates)
    and synchronous=OFF (what the locking protocol itself allows). Target: >= 200 tx/s.
 
-Usage: bench/locks.py [--build-dir DIR] [--work-dir DIR] [--seconds S]
+3. With --store dynamodb: the same alternating writers with leases in DynamoDB's API (dynalite, the
+   pinned npm package, behind the tests' fault proxy adding --latency-ms to every request, 5 ms by
+   default: a same-region DynamoDB round trip). Also reports DynamoDB requests per transaction and
+   per handoff, counted by the proxy, and the requests of one idle mount over --idle-seconds (the
+   heartbeat), from which bench/README.md estimates the monthly cost. Target: >= 30 tx/s, aim
+   <= 3 requests per handoff.
+
+Usage: bench/locks.py [--build-dir DIR] [--work-dir DIR] [--seconds S] [--store local|dynamodb]
+                      [--latency-ms MS] [--idle-seconds S]
 Every mount and process it starts is cleaned up, also on failure or Ctrl-C.
 """
 import argparse
@@ -27,6 +35,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
 
 MOUNTS = []
 
@@ -96,15 +106,37 @@ def turn_taker(path, synchronous, first, my_turn, their_turn, deadline, results)
     results.put((done, waits))
 
 
-def alternating(build, work, seconds, synchronous):
+def store_uri(work, tag, dynamo):
+    if dynamo is None:
+        return "local:" + os.path.join(work, f"leases-{tag}.db")
+    return dynamo.store_uri(dynamo.new_table())
+
+
+def idle_requests(build, work, seconds, dynamo):
+    """Store requests of one mount holding a cached claim and doing nothing: the heartbeat."""
+    src, mnt = os.path.join(work, "idle-src"), os.path.join(work, "idle-mnt")
+    os.makedirs(src)
+    mount(os.path.join(build, "leasefs"), src, mnt, "--lease-store", store_uri(work, "idle", dynamo))
+    conn = sqlite3.connect(os.path.join(mnt, "idle.db"), isolation_level=None)
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    before = sum(dynamo.proxy.snapshot().values())
+    time.sleep(seconds)  # measuring idleness: nothing to wait for but time
+    after = sum(dynamo.proxy.snapshot().values())
+    conn.close()
+    unmount_all()
+    return (after - before) / seconds
+
+
+def alternating(build, work, seconds, synchronous, dynamo=None):
     tag = f"alt-{synchronous.lower()}"
     src = os.path.join(work, f"{tag}-src")
     os.makedirs(src)
-    store = os.path.join(work, f"leases-{tag}.db")
+    store = store_uri(work, tag, dynamo)
     ports = [free_port(), free_port()]
     mounts = [os.path.join(work, f"{tag}-host{i}") for i in range(2)]
     for mp, port in zip(mounts, ports):
-        mount(os.path.join(build, "leasefs"), src, mp, "--lease-store", f"local:{store}",
+        mount(os.path.join(build, "leasefs"), src, mp, "--lease-store", store,
               "--metrics-addr", f"127.0.0.1:{port}")
     setup = sqlite3.connect(os.path.join(mounts[0], "alt.db"), isolation_level=None)
     setup.execute("PRAGMA journal_mode=delete")
@@ -112,6 +144,7 @@ def alternating(build, work, seconds, synchronous):
     setup.execute("INSERT INTO counter VALUES (0)")
     setup.close()
     handoffs_before = sum(metric(p, "leasefs_handoffs_total") for p in ports)
+    requests_before = sum(metric(p, "leasefs_store_requests_total") for p in ports)
     a_to_b_recv, a_to_b_send = multiprocessing.Pipe(duplex=False)
     b_to_a_recv, b_to_a_send = multiprocessing.Pipe(duplex=False)
     results = multiprocessing.Queue()
@@ -132,6 +165,7 @@ def alternating(build, work, seconds, synchronous):
         p.join(timeout=30)
     elapsed = time.monotonic() - started
     handoffs = sum(metric(p, "leasefs_handoffs_total") for p in ports) - handoffs_before
+    requests = sum(metric(p, "leasefs_store_requests_total") for p in ports) - requests_before
     check = sqlite3.connect(os.path.join(mounts[1], "alt.db"))
     (n,) = check.execute("SELECT n FROM counter").fetchone()
     check.close()
@@ -147,6 +181,8 @@ def alternating(build, work, seconds, synchronous):
         "lock_wait_p99_ms": 1000 * waits[min(len(waits) - 1, int(len(waits) * 0.99))],
         "handoffs_per_s": handoffs / elapsed,
         "transactions": done,
+        "requests_per_tx": requests / max(done, 1),
+        "requests_per_handoff": requests / max(handoffs, 1),
     }
 
 
@@ -155,21 +191,41 @@ def main():
     parser.add_argument("--build-dir", default="build")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--store", choices=("local", "dynamodb"), default="local")
+    parser.add_argument("--latency-ms", type=float, default=5,
+                        help="with --store dynamodb: latency added to every request")
+    parser.add_argument("--idle-seconds", type=float, default=30,
+                        help="with --store dynamodb: how long to count an idle mount's requests")
     args = parser.parse_args()
     build = os.path.abspath(args.build_dir)
+    dynamo = None
+    if args.store == "dynamodb":
+        os.environ["LEASEFS_BIN"] = os.path.join(build, "leasefs")  # before importing harness
+        import dynamo as dynamo_module  # tests/py/dynamo.py: dynalite + the fault proxy
+        dynamo = dynamo_module.backend()
+        dynamo.proxy.set("pass", latency=args.latency_ms / 1000)
     work = tempfile.mkdtemp(prefix="leasefs-locks-", dir=args.work_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        cost = cached_lock_cost(build, work)
-        print(f"cached lock call: {cost['lock_ns'] / 1000:.1f} us; FUSE round trip: "
-              f"{cost['roundtrip_ns'] / 1000:.1f} us; ratio {cost['lock_ns'] / cost['roundtrip_ns']:.2f} "
-              f"(target <= 2)")
+        if dynamo is None:
+            cost = cached_lock_cost(build, work)
+            print(f"cached lock call: {cost['lock_ns'] / 1000:.1f} us; FUSE round trip: "
+                  f"{cost['roundtrip_ns'] / 1000:.1f} us; "
+                  f"ratio {cost['lock_ns'] / cost['roundtrip_ns']:.2f} (target <= 2)")
+        else:
+            print(f"store: dynalite behind a proxy adding {args.latency_ms:g} ms per request")
+        target = ">= 200 tx/s" if dynamo is None else ">= 30 tx/s, <= 3 requests/handoff"
         for synchronous in ("FULL", "OFF"):
-            r = alternating(build, work, args.seconds, synchronous)
+            r = alternating(build, work, args.seconds, synchronous, dynamo)
             print(f"alternating writers, synchronous={synchronous}: {r['tx_per_s']:.0f} tx/s "
                   f"({r['transactions']} tx), lock wait p50 {r['lock_wait_p50_ms']:.2f} ms "
-                  f"p99 {r['lock_wait_p99_ms']:.2f} ms, {r['handoffs_per_s']:.0f} handoffs/s "
-                  f"(target >= 200 tx/s)")
+                  f"p99 {r['lock_wait_p99_ms']:.2f} ms, {r['handoffs_per_s']:.0f} handoffs/s, "
+                  f"{r['requests_per_tx']:.2f} store requests/tx, "
+                  f"{r['requests_per_handoff']:.2f} per handoff (target {target})")
+        if dynamo is not None:
+            rate = idle_requests(build, work, args.idle_seconds, dynamo)
+            print(f"idle mount: {rate:.3f} DynamoDB requests/s over {args.idle_seconds:g} s "
+                  f"({rate * 86400 * 30:.0f} per 30-day month)")
     finally:
         unmount_all()
         shutil.rmtree(work, ignore_errors=True)

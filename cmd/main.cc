@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "leasefs/lock/dynamodb_store.h"
 #include "mount_checks.h"
 #include "mount_options.h"
 #include "run_mount.h"
@@ -60,12 +61,26 @@ int main(int argc, char** argv) {
   bool status_json = false;
   status->add_option("mountpoint", status_mountpoint, "A leasefs mountpoint")->required();
   status->add_flag("--json", status_json, "Print the raw JSON status");
+  CLI::App* table = app.add_subcommand("table", "Manage the DynamoDB table that holds the leases");
+  table->require_subcommand(1);
+  CLI::App* table_create = table->add_subcommand(
+      "create",
+      "Create TABLE (on-demand capacity, key `key`) and wait until it is active; "
+      "an existing table with that schema is fine");
+  leasefs::lock::DynamoStoreConfig table_config;
+  table_create->add_option("table", table_config.table, "Table name")->required();
+  table_create->add_option("--region", table_config.region,
+                           "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)");
+  table_create->add_option("--endpoint", table_config.endpoint,
+                           "DynamoDB endpoint URL (default: AWS_ENDPOINT_URL_DYNAMODB, "
+                           "AWS_ENDPOINT_URL, else AWS's for the region)");
 
   if (!args.empty() && !args[0].empty() && args[0][0] != '-' && args[0] != "mount" &&
-      args[0] != "status") {
+      args[0] != "status" && args[0] != "table") {
     return Fail(kExitUsage, "unknown command '" + args[0] + "' (see leasefs --help)");
   }
-  auto mount_at = std::find(args.begin(), args.end(), "mount");
+  const bool other_command = !args.empty() && (args[0] == "status" || args[0] == "table");
+  auto mount_at = other_command ? args.end() : std::find(args.begin(), args.end(), "mount");
   if (mount_at != args.end()) {
     std::vector<std::string> mount_args(mount_at + 1, args.end());
     if (auto error = ExpandDashO(*mount, mount_args, options, sloppy)) {
@@ -88,6 +103,12 @@ int main(int argc, char** argv) {
   }
 
   if (status->parsed()) return RunStatus(status_mountpoint, status_json);
+  if (table_create->parsed()) {
+    leasefs::lock::TableCreateResult result = leasefs::lock::CreateDynamoTable(table_config);
+    if (!result.ok) return Fail(kExitFailure, result.message);
+    std::printf("%s\n", result.message.c_str());
+    return kExitOk;
+  }
   if (mount->parsed()) {
     if (auto error = CheckMountRequest(options)) return Fail(kExitFailure, *error);
     return RunMount(options);

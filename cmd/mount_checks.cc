@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "leasefs/lock/dynamodb_store.h"
+
 namespace leasefs::cmd {
 namespace {
 
@@ -85,10 +87,10 @@ bool IsMountPoint(const std::string& path, std::string* fstype, const std::strin
 
 std::optional<std::string> CheckMountRequest(MountOptions& o) {
   if (o.lease_store.rfind("dynamodb://", 0) == 0) {
-    return "--lease-store dynamodb:// is not yet supported by this version of leasefs";
-  }
-  if (o.lease_store != "none" && o.lease_store != "local" &&
-      o.lease_store.rfind("local:", 0) != 0) {
+    std::string error;
+    if (!lock::ParseDynamoStoreUri(o.lease_store, &error)) return error;
+  } else if (o.lease_store != "none" && o.lease_store != "local" &&
+             o.lease_store.rfind("local:", 0) != 0) {
     return "bad --lease-store '" + o.lease_store + "': expected local, local:PATH or none";
   }
   if (o.lease_store == "local:") return "bad --lease-store 'local:': the PATH is missing";

@@ -74,8 +74,12 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
   command.add_flag("-d,--debug", o.fuse_debug, "Trace every FUSE request (implies -f)");
   command.add_option("--lease-store", o.lease_store,
                      "Where leases live: local[:PATH] (default, a SQLite file on local disk shared "
-                     "by this machine's mounts), or none (locks only between this host's "
-                     "processes); dynamodb://TABLE?region=R is not yet supported");
+                     "by this machine's mounts), dynamodb://TABLE?region=R[&endpoint=URL] (hosts "
+                     "on many machines), or none (locks only between this host's processes)");
+  command.add_option("--namespace", o.lease_namespace,
+                     "Name of this shared directory in the lease store, the same on every host "
+                     "(default: SOURCE's path with local, the id in SOURCE/.leasefs-volume with "
+                     "dynamodb)");
   command
       .add_option("--lease-duration", o.lease_duration,
                   "Lease duration L in seconds (default 10): a dead host's locks pass to "

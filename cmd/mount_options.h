@@ -35,7 +35,9 @@ struct MountOptions {
   std::string log_level = "info";
   bool fuse_debug = false;
   std::vector<std::string> kernel_options;
-  std::string lease_store = "local";  // local[:PATH] | none | dynamodb://... (not yet)
+  std::string lease_store =
+      "local";                  // local[:PATH] | none | dynamodb://TABLE?region=R[&endpoint=U]
+  std::string lease_namespace;  // default: SOURCE's path (local) or its volume id (dynamodb)
   double lease_duration = 10;
   // Accepted now, implemented by later work; CheckMountRequest rejects them "not yet supported".
   std::string replica;

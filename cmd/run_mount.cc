@@ -18,10 +18,12 @@
 
 #include "leasefs/fuse/passthrough.h"
 #include "leasefs/fuse/session.h"
+#include "leasefs/lock/dynamodb_store.h"
 #include "leasefs/lock/host_locks.h"
 #include "leasefs/lock/lease_manager.h"
 #include "leasefs/lock/local_store.h"
 #include "leasefs/lock/status.h"
+#include "leasefs/lock/volume_id.h"
 #include "metrics_server.h"
 
 namespace leasefs::cmd {
@@ -75,19 +77,40 @@ struct Locking {
   std::unique_ptr<lock::LeaseManager> leases;
 
   bool open(const MountOptions& o, std::string* error) {
-    std::string path = o.lease_store == "local" ? lock::DefaultLocalStorePath()
-                                                : o.lease_store.substr(std::strlen("local:"));
-    store = lock::OpenLocalStore(path, clock, error);
+    // The namespace tells this directory's databases from other directories' in the store, and
+    // must be the same on every host that shares it. One machine: SOURCE's canonical path. Many
+    // machines: the volume id kept in SOURCE (they may mount it at different paths).
+    std::string lease_namespace = o.lease_namespace;
+    const bool remote = o.lease_store.rfind("dynamodb://", 0) == 0;
+    if (remote) {
+      if (lease_namespace.empty()) {
+        std::string id;
+        if (!lock::ReadOrCreateVolumeId(o.source, &id, error)) return false;
+        lease_namespace = "vol:" + id;
+      }
+      store = lock::OpenDynamoStore(o.lease_store, clock, error);
+    } else {
+      if (lease_namespace.empty()) lease_namespace = o.source;
+      std::string path = o.lease_store == "local" ? lock::DefaultLocalStorePath()
+                                                  : o.lease_store.substr(std::strlen("local:"));
+      store = lock::OpenLocalStore(path, clock, error);
+    }
     if (!store) return false;
-    // One machine: SOURCE's canonical path tells its databases from other directories' in the
-    // shared store.
-    host_locks = std::make_unique<lock::HostLocks>(o.source, o.source + "/", nullptr);
+    host_locks = std::make_unique<lock::HostLocks>(o.source, lease_namespace + "/", nullptr);
     lock::LeaseConfig config;
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     config.session_name = std::string(host) + ":" + o.mountpoint;
     config.lease =
         std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lease_duration));
+    if (remote) {
+      // A remote store answers in milliseconds and bills per request: poll for handoffs at a
+      // pace near its round trip, and look again only briefly inside a lock call (SQLite's busy
+      // handler retries anyway). The local store's defaults poll at memory speed.
+      config.poll_interval = std::chrono::milliseconds(5);
+      config.busy_retries = 3;
+      config.busy_poll = std::chrono::milliseconds(3);
+    }
     leases = std::make_unique<lock::LeaseManager>(*store, clock, config, *host_locks);
     host_locks->attach(leases.get());
     return leases->start(error);
@@ -138,6 +161,7 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   config.negative_timeout = o.negative_timeout;
   config.create_as_caller = root;
   config.posix_acl = o.acl;
+  config.hidden_root_name = lock::kVolumeIdFile;
 
   auto fail = [&](const std::string& error) {
     if (ready.fd >= 0) {

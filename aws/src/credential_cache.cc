@@ -144,10 +144,10 @@ bool CredentialCache::start(std::string* why) {
   std::lock_guard<std::mutex> guard(impl_->mutex);
   impl_->Install(std::move(*fresh), now);
   if (impl_->credentials->expires) {
-    spdlog::info("AWS credentials from {}; they expire at {}", impl_->provider->name(),
-                 internal::FormatIso8601(*impl_->credentials->expires));
+    spdlog::debug("AWS credentials from {}; they expire at {}", impl_->provider->name(),
+                  internal::FormatIso8601(*impl_->credentials->expires));
   } else {
-    spdlog::info("AWS credentials from {}", impl_->provider->name());
+    spdlog::debug("AWS credentials from {}", impl_->provider->name());
   }
   impl_->refresher = std::thread([impl = impl_.get()] { impl->Run(); });
   return true;

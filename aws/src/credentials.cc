@@ -544,7 +544,7 @@ class ChainProvider final : public CredentialProvider {
       std::string reason;
       std::optional<Credentials> creds = provider->fetch(deadline, &reason);
       if (creds) {
-        spdlog::info("AWS credentials: using the {} provider", provider->name());
+        spdlog::debug("AWS credentials: using the {} provider", provider->name());
         std::lock_guard<std::mutex> guard(mutex_);
         chosen_ = provider.get();
         return creds;

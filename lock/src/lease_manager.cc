@@ -178,6 +178,15 @@ std::string SessionKey(const std::string& session) {
   return "session/" + session;
 }
 
+// Whether `use` writes a database file's SQLite regions (RESERVED or EXCLUSIVE; not a reader,
+// not its -shm, not another file).
+bool WritesDatabaseRegions(const RegionModes& use) {
+  for (Region r : {Region::kPending, Region::kReserved, Region::kShared}) {
+    if (use[static_cast<size_t>(r)] == Mode::kWrite) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* RegionName(Region region) {
@@ -527,13 +536,25 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
 
     RegionModes mine = record.mine(session_id_);
     for (size_t i = 0; i < kRegionCount; i++) mine[i] = std::max(mine[i], use[i]);
-    record.claims[session_id_] = mine;
-    record.demand.erase(session_id_);
-    std::string token = next_token();
-    StoreResult w =
-        settle(key, store_put(key, read.record.revision, record.Serialize(token)), token);
-    if (w.outcome == StoreOutcome::kConflict) continue;
-    if (!w.ok()) return ClaimResult::kUnavailable;
+    // A writer alone on a database claims the whole write set at once: SQLite goes on from
+    // RESERVED to PENDING and EXCLUSIVE, and each step would otherwise be its own store round
+    // trip. (Readers claim only what they use, so readers on many hosts share without a
+    // handoff.) A claim held beyond use is only cached: another host's demand takes it back.
+    if (!others && WritesDatabaseRegions(use)) {
+      for (Region r : {Region::kPending, Region::kReserved, Region::kShared})
+        mine[static_cast<size_t>(r)] = Mode::kWrite;
+    }
+    const bool unchanged = !changed && record.claims.count(session_id_) &&
+                           record.claims[session_id_] == mine && !record.demand.count(session_id_);
+    if (!unchanged) {  // granted to us already (handed over by the holder): nothing to write
+      record.claims[session_id_] = mine;
+      record.demand.erase(session_id_);
+      std::string token = next_token();
+      StoreResult w =
+          settle(key, store_put(key, read.record.revision, record.Serialize(token)), token);
+      if (w.outcome == StoreOutcome::kConflict) continue;
+      if (!w.ok()) return ClaimResult::kUnavailable;
+    }
 
     bool invalidate;
     {

@@ -101,7 +101,9 @@ class BadInput(unittest.TestCase):
                              code=1)
         self.assert_rejected(["mount", self.src, j(self.src, "inner")], "is inside source", code=1)
         self.assert_rejected(["mount", "--lease-store", "dynamodb://t?region=x", self.src,
-                              self.mnt], "not yet supported", code=1)
+                              self.mnt], "table name 't' must be 3 to 255 characters", code=1)
+        self.assert_rejected(["mount", "--lease-store", "dynamodb://leases", self.src, self.mnt],
+                             "region", code=1)
         self.assert_rejected(["mount", "--lease-store", "etcd://x", self.src, self.mnt],
                              "expected local, local:PATH or none", code=1)
         self.assert_rejected(["mount", "--lease-store", "local:/proc/nope/leases.db", self.src,
@@ -273,6 +275,45 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout.strip(), "from-source")
             wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit after umount")
+
+
+class VolumeMarker(unittest.TestCase):
+    """SOURCE/.leasefs-volume names the shared directory in a cluster-wide lease store; two ids
+    for one directory would split the cluster, so the mount hides the marker entirely."""
+
+    def test_marker_is_hidden_and_protected(self):
+        with temp_root() as root:
+            src = os.path.join(root, "src")
+            os.makedirs(src)
+            marker_text = "0123456789abcdef0123456789abcdef\n"
+            with open(os.path.join(src, ".leasefs-volume"), "w") as f:
+                f.write(marker_text)
+            os.makedirs(os.path.join(src, "sub"))
+            with open(os.path.join(src, "sub", ".leasefs-volume"), "w") as f:
+                f.write("only the root's is special\n")
+            with mounted_pair(root) as m:
+                marker = os.path.join(m.mountpoint, ".leasefs-volume")
+                self.assertNotIn(".leasefs-volume", os.listdir(m.mountpoint))
+                self.assertFalse(os.path.lexists(marker))
+                with self.assertRaises(FileNotFoundError):
+                    os.unlink(marker)
+                with self.assertRaises(PermissionError):
+                    open(marker, "w")
+                with self.assertRaises(PermissionError):
+                    os.mkdir(marker)
+                other = os.path.join(m.mountpoint, "other")
+                open(other, "w").close()
+                with self.assertRaises(PermissionError):
+                    os.rename(other, marker)
+                with self.assertRaises(PermissionError):
+                    os.link(other, marker)
+                # The same name elsewhere is an ordinary file.
+                sub_marker = os.path.join(m.mountpoint, "sub", ".leasefs-volume")
+                self.assertIn(".leasefs-volume", os.listdir(os.path.join(m.mountpoint, "sub")))
+                with open(sub_marker) as f:
+                    self.assertEqual(f.read(), "only the root's is special\n")
+            with open(os.path.join(src, ".leasefs-volume")) as f:
+                self.assertEqual(f.read(), marker_text)
 
 
 class Systemd(unittest.TestCase):

@@ -14,6 +14,7 @@ import time
 import unittest
 
 from harness import Mount, temp_root, wait_for
+from test_cluster import store_option
 
 # struct flock on x86_64 Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t
 FLOCK = "hhqqi4x"
@@ -61,12 +62,11 @@ class LockSemantics(unittest.TestCase):
         root = self.root_cm.__enter__()
         src = os.path.join(root, "src")
         os.makedirs(src)
-        store = os.path.join(root, "leases.db")
+        store = store_option(root)
         self.mounts = []
         for name in ("a", "b"):
             os.makedirs(os.path.join(root, name))
-            self.mounts.append(Mount(src, os.path.join(root, name), "--lease-store",
-                                     f"local:{store}"))
+            self.mounts.append(Mount(src, os.path.join(root, name), "--lease-store", store))
         self.path_a = os.path.join(self.mounts[0].mountpoint, "f")
         self.path_b = os.path.join(self.mounts[1].mountpoint, "f")
         with open(self.path_a, "wb") as f:
