@@ -120,12 +120,21 @@ def idle_requests(build, work, seconds, dynamo):
     conn = sqlite3.connect(os.path.join(mnt, "idle.db"), isolation_level=None)
     conn.execute("CREATE TABLE t(x)")
     conn.execute("INSERT INTO t VALUES (1)")
-    before = sum(dynamo.proxy.snapshot().values())
+    # Earlier runs' daemons may still be releasing their claims: start once a second passes
+    # without any request but this mount's heartbeat (one every 2.5 s).
+    quiet_since, last = time.monotonic(), sum(dynamo.proxy.snapshot().values())
+    give_up = time.monotonic() + 60
+    while time.monotonic() - quiet_since < 1.0 and time.monotonic() < give_up:
+        time.sleep(0.1)
+        now = sum(dynamo.proxy.snapshot().values())
+        if now != last:
+            quiet_since, last = time.monotonic(), now
+    before = dynamo.proxy.snapshot()
     time.sleep(seconds)  # measuring idleness: nothing to wait for but time
-    after = sum(dynamo.proxy.snapshot().values())
+    after = dynamo.proxy.snapshot()
     conn.close()
     unmount_all()
-    return (after - before) / seconds
+    return {op: (after.get(op, 0) - before.get(op, 0)) / seconds for op in after}
 
 
 def alternating(build, work, seconds, synchronous, dynamo=None):
@@ -143,6 +152,7 @@ def alternating(build, work, seconds, synchronous, dynamo=None):
     setup.execute("CREATE TABLE counter(n INTEGER)")
     setup.execute("INSERT INTO counter VALUES (0)")
     setup.close()
+    ops_before = dynamo.proxy.snapshot() if dynamo else {}
     handoffs_before = sum(metric(p, "leasefs_handoffs_total") for p in ports)
     requests_before = sum(metric(p, "leasefs_store_requests_total") for p in ports)
     a_to_b_recv, a_to_b_send = multiprocessing.Pipe(duplex=False)
@@ -166,11 +176,13 @@ def alternating(build, work, seconds, synchronous, dynamo=None):
     elapsed = time.monotonic() - started
     handoffs = sum(metric(p, "leasefs_handoffs_total") for p in ports) - handoffs_before
     requests = sum(metric(p, "leasefs_store_requests_total") for p in ports) - requests_before
+    ops_after = dynamo.proxy.snapshot() if dynamo else {}
     check = sqlite3.connect(os.path.join(mounts[1], "alt.db"))
     (n,) = check.execute("SELECT n FROM counter").fetchone()
     check.close()
     unmount_all()
     done = sum(o[0] for o in outcomes)
+    per_op = {op: (ops_after[op] - ops_before.get(op, 0)) / max(done, 1) for op in ops_after}
     waits = sorted(w for o in outcomes for w in o[1])
     if n != done:
         raise SystemExit(f"lost updates in the benchmark: counter {n}, committed {done}")
@@ -183,6 +195,7 @@ def alternating(build, work, seconds, synchronous, dynamo=None):
         "transactions": done,
         "requests_per_tx": requests / max(done, 1),
         "requests_per_handoff": requests / max(handoffs, 1),
+        "requests_per_tx_by_operation": per_op,
     }
 
 
@@ -222,10 +235,16 @@ def main():
                   f"p99 {r['lock_wait_p99_ms']:.2f} ms, {r['handoffs_per_s']:.0f} handoffs/s, "
                   f"{r['requests_per_tx']:.2f} store requests/tx, "
                   f"{r['requests_per_handoff']:.2f} per handoff (target {target})")
+            if r["requests_per_tx_by_operation"]:
+                print("  DynamoDB requests per transaction: " + ", ".join(
+                    f"{op} {n:.2f}" for op, n in sorted(r["requests_per_tx_by_operation"].items())
+                    if n))
         if dynamo is not None:
-            rate = idle_requests(build, work, args.idle_seconds, dynamo)
-            print(f"idle mount: {rate:.3f} DynamoDB requests/s over {args.idle_seconds:g} s "
-                  f"({rate * 86400 * 30:.0f} per 30-day month)")
+            rates = idle_requests(build, work, args.idle_seconds, dynamo)
+            total = sum(rates.values())
+            print(f"idle mount: {total:.3f} DynamoDB requests/s over {args.idle_seconds:g} s "
+                  f"({total * 86400 * 30:.0f} per 30-day month): " + ", ".join(
+                      f"{op} {n:.3f}/s" for op, n in sorted(rates.items()) if n))
     finally:
         unmount_all()
         shutil.rmtree(work, ignore_errors=True)

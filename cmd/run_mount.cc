@@ -110,6 +110,7 @@ struct Locking {
       config.poll_interval = std::chrono::milliseconds(5);
       config.busy_retries = 3;
       config.busy_poll = std::chrono::milliseconds(3);
+      config.claim_write_set = true;
     }
     leases = std::make_unique<lock::LeaseManager>(*store, clock, config, *host_locks);
     host_locks->attach(leases.get());

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "leasefs/aws/credentials.h"
+#include "text.h"
 
 namespace leasefs::aws {
 namespace {
@@ -40,14 +41,6 @@ std::string CollapseBlanks(std::string_view text) {
     } else {
       out.push_back(c);
     }
-  }
-  return out;
-}
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
 }
@@ -86,7 +79,7 @@ std::map<std::string, std::map<std::string, std::string>> ParseIni(const std::st
     }
     const size_t equals = trimmed.find('=');
     if (section == nullptr || equals == std::string_view::npos) continue;
-    const std::string key = Lower(Trim(trimmed.substr(0, equals)));
+    const std::string key = AsciiLower(Trim(trimmed.substr(0, equals)));
     if (key.empty()) continue;
     value = &(*section)[key];
     value_indent = indent;

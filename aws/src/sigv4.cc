@@ -98,6 +98,8 @@
 #include <utility>
 #include <vector>
 
+#include "text.h"
+
 namespace leasefs::aws {
 namespace {
 
@@ -317,14 +319,6 @@ std::string CanonicalHeaderValue(std::string_view value) {
   return out;
 }
 
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 void RemoveHeader(Headers& headers, std::string_view name) {
   std::erase_if(headers, [&](const auto& header) { return EqualsIgnoreCase(header.first, name); });
 }
@@ -392,7 +386,7 @@ SigningSteps Sign(HttpRequest& request, const Credentials& credentials, const Si
   // the values in request order.
   std::map<std::string, std::string> canonical_headers;
   for (const auto& [name, value] : request.headers) {
-    std::string lower_name = Lower(CanonicalHeaderValue(name));
+    std::string lower_name = AsciiLower(CanonicalHeaderValue(name));
     if (options.unsigned_session_token && lower_name == "x-amz-security-token") continue;
     auto [it, inserted] = canonical_headers.try_emplace(std::move(lower_name));
     if (!inserted) it->second.push_back(',');

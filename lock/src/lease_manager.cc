@@ -178,11 +178,11 @@ std::string SessionKey(const std::string& session) {
   return "session/" + session;
 }
 
-// Whether `use` writes a database file's SQLite regions (RESERVED or EXCLUSIVE; not a reader,
-// not its -shm, not another file).
-bool WritesDatabaseRegions(const RegionModes& use) {
+// Whether `use` locks a database file's SQLite regions at all (`mode` kRead), or writes them
+// (kWrite: RESERVED or EXCLUSIVE). Not its -shm, not another file.
+bool UsesDatabaseRegions(const RegionModes& use, Mode mode) {
   for (Region r : {Region::kPending, Region::kReserved, Region::kShared}) {
-    if (use[static_cast<size_t>(r)] == Mode::kWrite) return true;
+    if (use[static_cast<size_t>(r)] >= mode) return true;
   }
   return false;
 }
@@ -536,11 +536,20 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
 
     RegionModes mine = record.mine(session_id_);
     for (size_t i = 0; i < kRegionCount; i++) mine[i] = std::max(mine[i], use[i]);
-    // A writer alone on a database claims the whole write set at once: SQLite goes on from
-    // RESERVED to PENDING and EXCLUSIVE, and each step would otherwise be its own store round
-    // trip. (Readers claim only what they use, so readers on many hosts share without a
-    // handoff.) A claim held beyond use is only cached: another host's demand takes it back.
-    if (!others && WritesDatabaseRegions(use)) {
+    // A writer alone on a database claims the whole write set at once: a transaction goes
+    // through PENDING, SHARED, RESERVED and EXCLUSIVE, and each step would otherwise be its own
+    // store round trip. "A writer" is a host that wrote this database before, or is taking a
+    // write lock now; pure readers claim only what they use, so readers on many hosts share
+    // without a handoff. A claim held beyond use is only cached: demand takes it back.
+    bool writer_host;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      Database& db = databases_[name];
+      db.writer |= UsesDatabaseRegions(use, Mode::kWrite);
+      writer_host = db.writer;
+    }
+    if (config_.claim_write_set && !others && writer_host &&
+        UsesDatabaseRegions(use, Mode::kRead)) {
       for (Region r : {Region::kPending, Region::kReserved, Region::kShared})
         mine[static_cast<size_t>(r)] = Mode::kWrite;
     }

@@ -15,8 +15,8 @@ import unittest
 
 import dynamo
 from harness import binary, temp_root, wait_for
-from test_cluster import (connect, counter_value, create_counter, run_counter_workload,
-                          start_cluster, stop_all)
+from test_cluster import (can_write, connect, counter_value, create_counter,
+                          run_counter_workload, start_cluster, stop_all, write_is_fenced)
 
 
 def require_dynamodb(test):
@@ -29,7 +29,7 @@ class StoreFaults(unittest.TestCase):
     """Two mounts, two writers and a reader on each, with one fault injected on a share of all
     DynamoDB requests for the whole workload."""
 
-    def run_with_fault(self, mode, fault_rate=0.3, latency=None, per_writer=15):
+    def run_with_fault(self, mode, fault_rate=0.3, latency=None, per_writer=8):
         proxy = dynamo.backend().proxy
         with temp_root() as root:
             mounts = start_cluster(root, 2, "--lease-duration", "4")
@@ -85,13 +85,8 @@ class StoreFaults(unittest.TestCase):
                 try:
                     cut = time.monotonic()
 
-                    def fenced():
-                        try:
-                            conn.execute("INSERT INTO t VALUES (2)")
-                            return False
-                        except sqlite3.OperationalError as e:
-                            return "disk I/O error" in str(e) or "locked" in str(e)
-                    wait_for(fenced, lease * 3, "writes on A to be fenced")
+                    wait_for(lambda: write_is_fenced(conn, "INSERT INTO t VALUES (2)"), lease * 3,
+                             "writes on A to be fenced")
                     self.assertLess(time.monotonic() - cut, lease)
                     # B cannot take over while nobody can reach the store either.
                     other = connect(db_b, timeout=0)
@@ -103,18 +98,10 @@ class StoreFaults(unittest.TestCase):
                     proxy.set("pass")
                 conn.close()
 
-                def writable(path, value):
-                    def attempt():
-                        try:
-                            c = connect(path, timeout=5)
-                            c.execute("INSERT INTO t VALUES (?)", (value,))
-                            c.close()
-                            return True
-                        except sqlite3.OperationalError:
-                            return False
-                    return attempt
-                wait_for(writable(db_a, 4), lease * 10, "A to write again after the outage")
-                wait_for(writable(db_b, 5), lease * 10, "B to write again after the outage")
+                wait_for(lambda: can_write(db_a, "INSERT INTO t VALUES (4)"), lease * 10,
+                         "A to write again after the outage")
+                wait_for(lambda: can_write(db_b, "INSERT INTO t VALUES (5)"), lease * 10,
+                         "B to write again after the outage")
                 check = connect(db_a)
                 self.assertEqual(check.execute("PRAGMA integrity_check").fetchone(), ("ok",))
                 values = sorted(x for (x,) in check.execute("SELECT x FROM t"))

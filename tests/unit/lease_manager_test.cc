@@ -431,6 +431,35 @@ TEST_F(LeaseManagerTest, ForeignHolderIsClusterWideGetlk) {
   EXPECT_EQ(b.manager->foreign_holder("app.db", Region::kShared, Mode::kWrite), Mode::kRead);
 }
 
+// A host that writes a database and finds no other host on it claims the whole write set in one
+// store write, so the rest of the transaction's lock steps cost no round trip; a pure reader
+// claims only what it reads; another host's demand takes the surplus back.
+TEST_F(LeaseManagerTest, WriterAloneClaimsTheWriteSetReadersOnlyWhatTheyUse) {
+  LeaseConfig config;
+  config.claim_write_set = true;  // what a remote store's mounts use
+  Host& reader = AddHost("reader", config);
+  ASSERT_EQ(reader.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(ClaimInStore(reader, Region::kShared), Mode::kRead);
+  EXPECT_EQ(ClaimInStore(reader, Region::kReserved), Mode::kNone);
+  reader.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  reader.manager->tick();  // idle: released
+
+  Host& writer = AddHost("writer", config);
+  ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_EQ(ClaimInStore(writer, Region::kPending), Mode::kWrite);
+  EXPECT_EQ(ClaimInStore(writer, Region::kShared), Mode::kWrite);
+  uint64_t requests = writer.store.requests();
+  ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(writer.store.requests(), requests) << "EXCLUSIVE was already claimed";
+  writer.manager->set_use("app.db", kNothing);
+  // The reader comes back: its demand makes the idle writer yield, and it reads.
+  EXPECT_EQ(reader.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  clock_.advance(milliseconds(2600));  // the writer's next look for demand (L/4)
+  writer.manager->tick();
+  EXPECT_EQ(reader.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+}
+
 TEST_F(LeaseManagerTest, CleanStopReleasesEverything) {
   Host& a = AddHost("a");
   Host& b = AddHost("b");

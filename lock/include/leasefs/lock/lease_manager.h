@@ -125,6 +125,11 @@ struct LeaseConfig {
   // never per transaction. Zero means lease / 4, the renewal cadence.
   Duration demand_check_interval = Duration::zero();
   Duration store_timeout = std::chrono::seconds(2);  // bound of one store operation
+  // A host that writes a database and finds no other host on it claims PENDING, RESERVED and
+  // SHARED as W in one store write, instead of one round trip per SQLite lock step. Worth it
+  // where a round trip costs milliseconds (DynamoDB); with the local store the extra handoffs it
+  // causes to readers on other hosts cost more than the round trips it saves.
+  bool claim_write_set = false;
 };
 
 // What the lease manager needs from the host side. Called without the manager's lock held,
@@ -226,6 +231,7 @@ class LeaseManager {
     TimePoint demand_checked;   // last time its record was read for demand
     bool competing = false;
     bool yield_now = false;  // local use dropped while competing: poll at once
+    bool writer = false;     // this host has taken a write lock on it: claim the write set
   };
 
   ClaimResult acquire_from_store(const std::string& db, const RegionModes& use);
