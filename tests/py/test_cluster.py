@@ -332,6 +332,27 @@ except sqlite3.Error as e:
 """
 
 
+def start_in_transaction(script, db):
+    """Runs a writer script (CRASH_WRITER, PAUSED_WRITER) on db; returns once it is inside its
+    write transaction."""
+    proc = subprocess.Popen(["python3", "-c", script, db],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if line != "in-transaction":
+        end_writer(proc)
+        raise AssertionError(f"writer did not start its transaction: {line!r}")
+    return proc
+
+
+def end_writer(proc):
+    """Kills the writer if it still runs (kill -9), reaps it and closes its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+
+
 def create_big(path, rows=400):
     conn = connect(path)
     conn.execute("CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)")
@@ -357,14 +378,9 @@ class Crashes(unittest.TestCase):
                 db_a = os.path.join(a.mountpoint, "big.db")
                 create_big(db_a)
                 before = big_state(db_a)
-                proc = subprocess.Popen(["python3", "-c", CRASH_WRITER, db_a],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                self.assertEqual(proc.stdout.readline().strip(), "in-transaction")
+                proc = start_in_transaction(CRASH_WRITER, db_a)
                 self.assertTrue(os.path.exists(db_a + "-journal"))
-                proc.kill()  # kill -9 in the middle of the write transaction
-                proc.wait()
-                proc.stdin.close()
-                proc.stdout.close()
+                end_writer(proc)  # kill -9 in the middle of the write transaction
                 # Another host opens the database: it must roll the hot journal back.
                 self.assertEqual(big_state(os.path.join(b.mountpoint, "big.db")), before)
                 conn = connect(os.path.join(b.mountpoint, "big.db"))
@@ -386,15 +402,10 @@ class Crashes(unittest.TestCase):
                     conn.execute("UPDATE big SET v = ? WHERE id = ?", (b"committed", i))
                 conn.close()
                 committed = big_state(db_a)
-                proc = subprocess.Popen(["python3", "-c", CRASH_WRITER, db_a],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                self.assertEqual(proc.stdout.readline().strip(), "in-transaction")
+                proc = start_in_transaction(CRASH_WRITER, db_a)
                 a.process.send_signal(signal.SIGKILL)  # the daemon dies holding claims
                 a.process.wait()
-                proc.kill()
-                proc.wait()
-                proc.stdin.close()
-                proc.stdout.close()
+                end_writer(proc)
                 started = time.monotonic()
                 db_b = os.path.join(b.mountpoint, "big.db")
                 self.assertEqual(big_state(db_b), committed)
@@ -424,9 +435,7 @@ class Crashes(unittest.TestCase):
                 db_b = os.path.join(b.mountpoint, "big.db")
                 create_big(db_a)
                 committed = big_state(db_a)
-                proc = subprocess.Popen(["python3", "-c", PAUSED_WRITER, db_a],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                self.assertEqual(proc.stdout.readline().strip(), "in-transaction")
+                proc = start_in_transaction(PAUSED_WRITER, db_a)
                 a.process.send_signal(signal.SIGSTOP)
                 try:
                     started = time.monotonic()
@@ -455,9 +464,8 @@ class Crashes(unittest.TestCase):
                 self.assertEqual(check, "ok")
                 self.assertEqual(rows[0], 400)
             finally:
-                if proc is not None and proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                if proc is not None:
+                    end_writer(proc)
                 a.process.send_signal(signal.SIGCONT)
                 stop_all([a, b])
 
