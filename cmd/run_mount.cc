@@ -160,6 +160,15 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   config.entry_timeout = o.entry_timeout;
   config.attr_timeout = o.attr_timeout;
   config.negative_timeout = o.negative_timeout;
+  // A read transaction in rollback-journal mode asks whether "-journal" and "-wal" exist: two
+  // lookups per transaction, usually of names that do not exist. The absence of "-wal" may be
+  // remembered as long as names are (entry_timeout): SQLite learns that a database is in WAL
+  // mode from its header (bytes 18-19, written in the same transaction that switches modes, read
+  // after every lock whose version moved, which drops this cache too) and then opens "-wal" with
+  // O_CREAT, which reaches the daemon whatever the kernel remembers. The absence of "-journal"
+  // is not cached: other hosts must see a live journal by name at once (tests/py Coherence).
+  config.cacheable_absent_suffixes = {"-wal"};
+  config.absent_suffix_timeout = o.entry_timeout;
   config.create_as_caller = root;
   config.posix_acl = o.acl;
   config.hidden_root_name = lock::kVolumeIdFile;

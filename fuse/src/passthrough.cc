@@ -164,12 +164,24 @@ class PassthroughImpl final : public Passthrough {
     }
   }
 
+  // How long the kernel may remember that `name` does not exist.
+  double negative_timeout_of(std::string_view name) const {
+    double timeout = config_.negative_timeout;
+    for (const std::string& suffix : config_.cacheable_absent_suffixes) {
+      if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+        timeout = std::max(timeout, config_.absent_suffix_timeout);
+      }
+    }
+    return timeout;
+  }
+
   void reply_lookup(fuse_req_t req, Inode& parent, const char* name) {
     fuse_entry_param e;
     int err = lookup_entry(parent, name, &e);
-    if (err == ENOENT && config_.negative_timeout > 0) {
+    const double absent_timeout = err == ENOENT ? negative_timeout_of(name) : 0;
+    if (absent_timeout > 0) {
       std::memset(&e, 0, sizeof e);
-      e.entry_timeout = config_.negative_timeout;
+      e.entry_timeout = absent_timeout;
       fuse_reply_entry(req, &e);
     } else if (err) {
       fuse_reply_err(req, err);

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 namespace leasefs::lock {
 namespace {
@@ -209,11 +210,16 @@ std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock&
       "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS records("
       "  key TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;";
-  char* message = nullptr;
-  if (sqlite3_exec(db, setup, nullptr, nullptr, &message) != SQLITE_OK) {
+  // Mounts starting together race to create the store and switch it to WAL; SQLite answers
+  // some of those races SQLITE_BUSY without calling the busy handler, so try again for a while.
+  for (int attempt = 0;; attempt++) {
+    char* message = nullptr;
+    rc = sqlite3_exec(db, setup, nullptr, nullptr, &message);
+    if (rc == SQLITE_OK) break;
     std::string what = message ? message : "setup failed";
     sqlite3_free(message);
-    return fail(what);
+    if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) return fail(what);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return std::make_unique<LocalStore>(db, path, clock);
 }

@@ -304,6 +304,53 @@ class WalDatabases(unittest.TestCase):
                 stop_all([a, b])
 
 
+    def test_wal_left_by_a_killed_writer_is_seen_where_its_absence_was_cached(self):
+        # B reads the database in rollback mode: its kernel now remembers that "w.db-wal" does
+        # not exist (the mount caches that absence for the entry timeout). A then switches the
+        # database to WAL, commits, and is killed before any checkpoint: the committed rows
+        # live only in the -wal. B must find and recover them at once, not read the stale main
+        # file.
+        with temp_root() as root:
+            a, b = start_cluster(root, 2)
+            try:
+                db_a = os.path.join(a.mountpoint, "w.db")
+                db_b = os.path.join(b.mountpoint, "w.db")
+                conn = connect(db_a)
+                conn.execute("CREATE TABLE t(x)")
+                conn.close()
+                conn_b = connect(db_b)
+                self.assertEqual(conn_b.execute("SELECT count(*) FROM t").fetchone(), (0,))
+                conn_b.close()
+                self.assertFalse(os.path.exists(db_b + "-wal"))  # B looked: absence cached
+                writer = subprocess.Popen(["python3", "-c", WAL_WRITER, db_a],
+                                          stdout=subprocess.PIPE, text=True)
+                try:
+                    self.assertEqual(writer.stdout.readline().strip(), "committed")
+                    self.assertTrue(os.path.exists(os.path.join(a.source, "w.db-wal")))
+                finally:
+                    writer.kill()
+                    writer.wait()
+                    writer.stdout.close()
+                conn_b = connect(db_b)
+                self.assertEqual(conn_b.execute("SELECT count(*) FROM t").fetchone(), (50,))
+                self.assertEqual(conn_b.execute("PRAGMA integrity_check").fetchone(), ("ok",))
+                conn_b.close()
+            finally:
+                stop_all([a, b])
+
+
+WAL_WRITER = r"""
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=wal")
+conn.execute("PRAGMA wal_autocheckpoint=0")  # the rows stay in the -wal only
+for i in range(50):
+    conn.execute("INSERT INTO t VALUES (?)", (i,))
+print("committed", flush=True)
+time.sleep(3600)  # killed here, before any checkpoint
+"""
+
+
 CRASH_WRITER = r"""
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
