@@ -168,7 +168,6 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   // O_CREAT, which reaches the daemon whatever the kernel remembers. The absence of "-journal"
   // is not cached: other hosts must see a live journal by name at once (tests/py Coherence).
   config.cacheable_absent_suffixes = {"-wal"};
-  config.absent_suffix_timeout = o.entry_timeout;
   config.create_as_caller = root;
   config.posix_acl = o.acl;
   config.hidden_root_name = lock::kVolumeIdFile;

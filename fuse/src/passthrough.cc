@@ -168,8 +168,8 @@ class PassthroughImpl final : public Passthrough {
   double negative_timeout_of(std::string_view name) const {
     double timeout = config_.negative_timeout;
     for (const std::string& suffix : config_.cacheable_absent_suffixes) {
-      if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
-        timeout = std::max(timeout, config_.absent_suffix_timeout);
+      if (name.size() > suffix.size() && name.ends_with(suffix)) {
+        timeout = std::max(timeout, config_.entry_timeout);
       }
     }
     return timeout;

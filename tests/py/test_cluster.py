@@ -303,15 +303,15 @@ class WalDatabases(unittest.TestCase):
             finally:
                 stop_all([a, b])
 
-
     def test_wal_left_by_a_killed_writer_is_seen_where_its_absence_was_cached(self):
-        # B reads the database in rollback mode: its kernel now remembers that "w.db-wal" does
-        # not exist (the mount caches that absence for the entry timeout). A then switches the
-        # database to WAL, commits, and is killed before any checkpoint: the committed rows
-        # live only in the -wal. B must find and recover them at once, not read the stale main
-        # file.
+        # B reads the database in rollback mode, so its kernel remembers that "w.db-wal" does
+        # not exist (for the entry timeout: 60 s here, so the test does not race it). A then
+        # switches the database to WAL, commits, and is killed before any checkpoint: the
+        # committed rows live only in the -wal. B's kernel still says there is no -wal, yet
+        # B's SQLite must find it through the database header and recover every row.
         with temp_root() as root:
-            a, b = start_cluster(root, 2)
+            a, b = start_cluster(root, 2, "--entry-timeout", "60")
+            writer = None
             try:
                 db_a = os.path.join(a.mountpoint, "w.db")
                 db_b = os.path.join(b.mountpoint, "w.db")
@@ -321,33 +321,33 @@ class WalDatabases(unittest.TestCase):
                 conn_b = connect(db_b)
                 self.assertEqual(conn_b.execute("SELECT count(*) FROM t").fetchone(), (0,))
                 conn_b.close()
-                self.assertFalse(os.path.exists(db_b + "-wal"))  # B looked: absence cached
-                writer = subprocess.Popen(["python3", "-c", WAL_WRITER, db_a],
-                                          stdout=subprocess.PIPE, text=True)
-                try:
-                    self.assertEqual(writer.stdout.readline().strip(), "committed")
-                    self.assertTrue(os.path.exists(os.path.join(a.source, "w.db-wal")))
-                finally:
-                    writer.kill()
-                    writer.wait()
-                    writer.stdout.close()
+                self.assertFalse(os.path.exists(db_b + "-wal"))
+                writer = start_in_transaction(WAL_WRITER, db_a, ready="committed")
+                end_writer(writer)  # kill -9 before any checkpoint
+                writer = None
+                self.assertTrue(os.path.exists(os.path.join(a.source, "w.db-wal")))
+                self.assertFalse(os.path.exists(db_b + "-wal"),
+                                 "B's kernel must still remember the absence (else this test "
+                                 "does not exercise the cache)")
                 conn_b = connect(db_b)
                 self.assertEqual(conn_b.execute("SELECT count(*) FROM t").fetchone(), (50,))
                 self.assertEqual(conn_b.execute("PRAGMA integrity_check").fetchone(), ("ok",))
                 conn_b.close()
             finally:
+                if writer is not None:
+                    end_writer(writer)
                 stop_all([a, b])
 
 
 WAL_WRITER = r"""
-import sqlite3, sys, time
+import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("PRAGMA journal_mode=wal")
 conn.execute("PRAGMA wal_autocheckpoint=0")  # the rows stay in the -wal only
 for i in range(50):
     conn.execute("INSERT INTO t VALUES (?)", (i,))
 print("committed", flush=True)
-time.sleep(3600)  # killed here, before any checkpoint
+sys.stdin.read()  # killed here, before any checkpoint
 """
 
 
@@ -379,13 +379,13 @@ except sqlite3.Error as e:
 """
 
 
-def start_in_transaction(script, db):
-    """Runs a writer script (CRASH_WRITER, PAUSED_WRITER) on db; returns once it is inside its
-    write transaction."""
+def start_in_transaction(script, db, ready="in-transaction"):
+    """Runs a writer script (CRASH_WRITER, PAUSED_WRITER, WAL_WRITER) on db; returns once it
+    printed `ready` (for the first two: it is inside its write transaction)."""
     proc = subprocess.Popen(["python3", "-c", script, db],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
-    if line != "in-transaction":
+    if line != ready:
         end_writer(proc)
         raise AssertionError(f"writer did not start its transaction: {line!r}")
     return proc

@@ -36,11 +36,10 @@ struct PassthroughConfig {
   double entry_timeout = 1.0;     // seconds the kernel may cache a name lookup
   double attr_timeout = 1.0;      // seconds the kernel may cache attributes
   double negative_timeout = 0.0;  // seconds the kernel may cache "no such name"
-  // Names ending in one of these suffixes may have their absence cached for
-  // absent_suffix_timeout seconds even when negative_timeout is lower (leasefs: SQLite's "-wal";
+  // Names ending in one of these suffixes have their absence cached as long as names are
+  // (entry_timeout), even when negative_timeout is lower (leasefs: SQLite's "-wal";
   // cmd/run_mount.cc says why that is safe).
   std::vector<std::string> cacheable_absent_suffixes;
-  double absent_suffix_timeout = 0.0;
   // When the daemon runs as root on behalf of other users: nodes it creates are chowned to the
   // requesting uid (and gid, unless the parent directory is set-group-ID).
   bool create_as_caller = false;
