@@ -85,10 +85,10 @@ int RunStatus(const std::string& mountpoint, bool as_json) {
       Count(lk, "setlk"), Count(lk, "setlk_busy"), Count(lk, "setlkw_waits"), Count(lk, "getlk"),
       Count(lk, "fenced_writes"), Count(lk, "abandoned_transactions"));
   std::printf(
-      "handoffs    %llu yielded, %llu idle releases, %llu cache invalidations, "
+      "handoffs    %llu yielded (%llu not taken), %llu idle releases, %llu cache invalidations, "
       "%llu dead sessions taken over\n",
-      Count(st, "handoffs"), Count(st, "idle_releases"), Count(st, "invalidations"),
-      Count(st, "sessions_reaped"));
+      Count(st, "handoffs"), Count(st, "wasted_handoffs"), Count(st, "idle_releases"),
+      Count(st, "invalidations"), Count(st, "sessions_reaped"));
   std::printf("databases\n");
   for (const json& db : s["databases"]) {
     std::printf("  %s\n    claims %s; in use %s; version %llu%s%s\n", db.value("name", "").c_str(),

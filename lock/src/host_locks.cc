@@ -64,6 +64,14 @@ std::vector<LockRange> WholePieces() {
   return {{0, kPendingByte}, {kSharedEnd, kToEnd}};
 }
 
+// Whether `owner` holds any lock overlapping `range`.
+bool OwnerHoldsIn(const FileLockState& state, uint64_t owner, LockRange range) {
+  for (const HeldLock& held : state.locks()) {
+    if (held.owner == owner && Overlaps(held.range, range)) return true;
+  }
+  return false;
+}
+
 std::string ParentOf(const std::string& relative) {
   auto slash = relative.rfind('/');
   return slash == std::string::npos ? std::string() : relative.substr(0, slash);
@@ -188,7 +196,15 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
     state.lock(owner, type, range, pid);  // tentatively, to compute the use it implies
     RegionModes use = use_of(db);
     state = std::move(before);
-    ClaimResult result = leases_->acquire(lease_name(fi.database), use);
+    // The regions this owner enters with the request (LeaseManager: writer priority).
+    RegionModes entering{};
+    const Mode mode = type == LockType::kWrite ? Mode::kWrite : Mode::kRead;
+    for (const RegionSpan& span : SpansOf(fi.kind)) {
+      if (Overlaps(span.range, range) && !OwnerHoldsIn(state, owner, span.range)) {
+        entering[static_cast<size_t>(span.region)] = mode;
+      }
+    }
+    ClaimResult result = leases_->acquire(lease_name(fi.database), use, entering);
     if (result != ClaimResult::kGranted) return EAGAIN;
   }
   state.lock(owner, type, range, pid);

@@ -96,11 +96,14 @@ RegionModes ModesFromJson(const json& in) {
   return modes;
 }
 
+constexpr size_t kPendingIndex = static_cast<size_t>(Region::kPending);
+
 // The body of db/<id>.
 struct DatabaseRecord {
   uint64_t version = 0;
   std::map<std::string, RegionModes> claims;
   std::map<std::string, RegionModes> demand;
+  std::string by;  // the session that wrote this revision
 
   static bool Parse(const std::string& body, DatabaseRecord* out) {
     *out = DatabaseRecord{};
@@ -108,6 +111,7 @@ struct DatabaseRecord {
     json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (!doc.is_object()) return false;
     out->version = doc.value("version", uint64_t{0});
+    out->by = doc.value("by", std::string());
     for (const char* field : {"claims", "demand"}) {
       auto it = doc.find(field);
       if (it == doc.end() || !it->is_object()) continue;
@@ -120,8 +124,8 @@ struct DatabaseRecord {
     return true;
   }
 
-  std::string Serialize(const std::string& token) const {
-    json doc = {{"version", version}, {"token", token}};
+  std::string Serialize(const std::string& by_session, const std::string& token) const {
+    json doc = {{"version", version}, {"by", by_session}, {"token", token}};
     doc["claims"] = json::object();
     doc["demand"] = json::object();
     for (const auto& [session, modes] : claims) {
@@ -136,6 +140,58 @@ struct DatabaseRecord {
   RegionModes mine(const std::string& session) const {
     auto it = claims.find(session);
     return it == claims.end() ? RegionModes{} : it->second;
+  }
+
+  // Hands every waiting session (other than `except`) the claims it demands that no claim in the
+  // record conflicts with, in this same write. Returns whether anything was handed over.
+  // Writers first (see WriterWaitsForPending): a demand for PENDING as R is not granted while
+  // one for PENDING as W still waits.
+  bool hand_over(const std::string& except) {
+    bool handed = false;
+    for (bool writers : {true, false}) {
+      for (auto it = demand.begin(); it != demand.end();) {
+        const std::string& waiter = it->first;
+        const Mode pending = it->second[kPendingIndex];
+        bool free = waiter != except && (pending == Mode::kWrite) == writers &&
+                    (pending != Mode::kRead || !WriterWaitsForPending(waiter));
+        for (const auto& [holder, modes] : claims) {
+          if (holder == waiter || !free) continue;
+          for (size_t i = 0; i < kRegionCount && free; i++) {
+            free = !Conflicts(modes[i], it->second[i]);
+          }
+        }
+        if (!free) {
+          ++it;
+          continue;
+        }
+        RegionModes& granted = claims[waiter];
+        for (size_t i = 0; i < kRegionCount; i++) granted[i] = std::max(granted[i], it->second[i]);
+        it = demand.erase(it);
+        handed = true;
+      }
+    }
+    return handed;
+  }
+
+  // Another session than `session` waits for PENDING as W: SQLite's writer priority. Locally a
+  // PENDING lock keeps new readers out until the writer has EXCLUSIVE; across hosts a PENDING
+  // claim as R is how a reader starts, so while a writer waits for PENDING no new PENDING R
+  // claim is granted, or readers on other hosts taking turns would starve it for ever.
+  bool WriterWaitsForPending(const std::string& session) const {
+    for (const auto& [other, wanted] : demand) {
+      if (other != session && wanted[kPendingIndex] == Mode::kWrite) return true;
+    }
+    return false;
+  }
+
+  // The strongest mode any session other than `session` demands, per region.
+  RegionModes others_want(const std::string& session) const {
+    RegionModes wanted{};
+    for (const auto& [other, modes] : demand) {
+      if (other == session) continue;
+      for (size_t i = 0; i < kRegionCount; i++) wanted[i] = std::max(wanted[i], modes[i]);
+    }
+    return wanted;
   }
 
   bool has_others(const std::string& session) const {
@@ -187,6 +243,15 @@ bool UsesDatabaseRegions(const RegionModes& use, Mode mode) {
   return false;
 }
 
+constexpr size_t kReservedIndex = static_cast<size_t>(Region::kReserved);
+
+// Writer priority (see the header): entering PENDING as R while another session waits for it as
+// W, or RESERVED while another waits for it, must wait.
+bool HeldOffByWriter(const RegionModes& others_want, const RegionModes& entering) {
+  return (entering[kPendingIndex] == Mode::kRead && others_want[kPendingIndex] == Mode::kWrite) ||
+         (entering[kReservedIndex] != Mode::kNone && others_want[kReservedIndex] == Mode::kWrite);
+}
+
 }  // namespace
 
 const char* RegionName(Region region) {
@@ -235,6 +300,8 @@ StoreResult LeaseManager::store_get(const std::string& key) {
   TimePoint started = clock_.now();
   StoreResult result = store_.get(key, store_deadline());
   count_request(started, result);
+  spdlog::trace("store get {}: rev {} {}", key, result.record.revision,
+                static_cast<int>(result.outcome));
   return result;
 }
 
@@ -243,6 +310,8 @@ StoreResult LeaseManager::store_put(const std::string& key, uint64_t revision,
   TimePoint started = clock_.now();
   StoreResult result = store_.put(key, revision, body, store_deadline());
   count_request(started, result);
+  spdlog::trace("store put {} on rev {}: {} rev {} {}", key, revision,
+                static_cast<int>(result.outcome), result.record.revision, body);
   return result;
 }
 
@@ -382,6 +451,12 @@ void LeaseManager::rejoin() {
     db.dirty = false;
     db.competing = false;
     db.yield_now = false;
+    db.demand_pending = false;
+    db.known = Record{};
+    db.others_want = RegionModes{};
+    db.handoff_at.reset();
+    db.linger = Duration::zero();
+    db.handoff_revision = 0;
   }
   dead_ = false;
   stats_.rejoins++;
@@ -445,43 +520,136 @@ void LeaseManager::unlock_database(Database& db) {
 }
 
 ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& use) {
+  RegionModes entering{};
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    const RegionModes& current = databases_[name].use;
+    for (size_t i = 0; i < kRegionCount; i++) {
+      if (current[i] == Mode::kNone) entering[i] = use[i];
+    }
+  }
+  return acquire(name, use, entering);
+}
+
+ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& use,
+                                  const RegionModes& entering) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (dead_ || clock_.now() >= deadline_) return ClaimResult::kFenced;
   Database& db = databases_[name];
   db.last_used = clock_.now();
-  if (!db.busy && Covers(db.claims, use)) {
+  db.handoff_at.reset();  // a local lock again: no eager handoff until it goes
+  // A writer elsewhere waits for what we would enter: the store decides (writer priority).
+  const bool writer_waits = HeldOffByWriter(db.others_want, entering);
+  if (!db.busy && !writer_waits && Covers(db.claims, use)) {
     db.use = use;
     return ClaimResult::kGranted;
   }
   lock_database(lock, db);
-  if (Covers(db.claims, use)) {  // a concurrent acquire got what we need while we waited
+  if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
     db.use = use;
     unlock_database(db);
     return ClaimResult::kGranted;
   }
   lock.unlock();
-  ClaimResult result = acquire_from_store(name, use);
-  for (int retry = 0; result == ClaimResult::kBusy && retry < config_.busy_retries; retry++) {
+  bool held_off = false;
+  ClaimResult result = acquire_from_store(name, use, entering, &held_off);
+  for (int retry = 0; result == ClaimResult::kBusy && !held_off && retry < config_.busy_retries;
+       retry++) {
     std::this_thread::sleep_for(config_.busy_poll);  // real time: the holder is real, too
-    result = acquire_from_store(name, use);
+    result = acquire_from_store(name, use, entering, &held_off);
   }
   lock.lock();
   if (result == ClaimResult::kGranted) db.use = use;
-  unlock_database(db);
+  if (db.competing) {
+    // Demand to poll for a hand-over, or claims others may want: the background thread must
+    // look at this database within poll_interval, whenever it last planned to wake.
+    wake_background_ = true;
+  }
+  unlock_database(db);  // notifies changed_
   return result;
 }
 
+void LeaseManager::remember(const std::string& name, const Record& record) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  databases_[name].known = record;
+}
+
+void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint64_t version) {
+  bool invalidate;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    Database& db = databases_[name];
+    const bool gains = !Covers(db.claims, mine);
+    invalidate = gains && (!db.seen_version || db.last_version != version);
+    if (!gains) {
+      db.claims = mine;
+      return;
+    }
+    if (invalidate) stats_.invalidations++;
+  }
+  if (invalidate) listener_.invalidate(name);
+  std::lock_guard<std::mutex> guard(mutex_);
+  Database& db = databases_[name];
+  db.claims = mine;
+  db.last_version = version;
+  db.seen_version = true;
+}
+
+bool LeaseManager::is_competitor(const std::string& session) {
+  std::string me;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    me = session_id_;
+  }
+  return !session.empty() && session != me && !session_is_dead(session);
+}
+
 // Called with databases_[name].busy held by us and mutex_ released.
-ClaimResult LeaseManager::acquire_from_store(const std::string& name, const RegionModes& use) {
+ClaimResult LeaseManager::acquire_from_store(const std::string& name, const RegionModes& use,
+                                             const RegionModes& entering, bool* held_off) {
   const std::string key = DatabaseKey(name);
+  *held_off = false;
+  std::optional<Record> current;  // the record a failed compare-and-set answered with
   for (int attempt = 0; attempt < 16; attempt++) {
-    StoreResult read = store_get(key);
-    if (!read.ok()) return ClaimResult::kUnavailable;
+    Record seen;
+    if (current) {
+      seen = std::move(*current);
+      current.reset();
+    } else {
+      StoreResult read = store_get(key);
+      if (!read.ok()) return ClaimResult::kUnavailable;
+      seen = std::move(read.record);
+    }
+    remember(name, seen);
     DatabaseRecord record;
-    if (!DatabaseRecord::Parse(read.record.body, &record)) {
+    if (!DatabaseRecord::Parse(seen.body, &record)) {
       spdlog::error("lease record {} is not valid JSON; refusing to use it", key);
       return ClaimResult::kUnavailable;
     }
+
+    bool writer_host;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      Database& db = databases_[name];
+      // Judge our last eager handoff: if nobody wrote the record since, nobody wanted it.
+      if (db.handoff_revision != 0) {
+        if (seen.revision == db.handoff_revision) {
+          db.linger = std::min<Duration>(std::max<Duration>(2 * db.linger, config_.poll_interval),
+                                         config_.idle_release);
+          stats_.wasted_handoffs++;
+        } else {
+          db.linger = Duration::zero();
+        }
+        db.handoff_revision = 0;
+      }
+      db.writer |= UsesDatabaseRegions(use, Mode::kWrite);
+      writer_host = db.writer;
+      db.others_want = record.others_want(session_id_);
+    }
+    // A writer host takes PENDING, RESERVED and SHARED as W together when nobody else is on the
+    // database (see LeaseConfig::claim_write_set), and asks for them together when someone is.
+    const bool whole_write_set =
+        config_.claim_write_set && writer_host && UsesDatabaseRegions(use, Mode::kRead);
 
     // Who stands in the way? Reap the dead among them.
     bool changed = false, live_conflict = false;
@@ -509,47 +677,71 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         live_conflict = true;
       }
     }
+    // Writer priority (see the header): entering PENDING as R, or RESERVED, waits while another
+    // live session waits for that region as W, even where a claim of ours covers it. A dead
+    // session's demand is dropped.
+    if (!live_conflict) {
+      std::vector<std::string> writers;
+      for (const auto& [session, wanted] : record.demand) {
+        RegionModes only_theirs{};
+        only_theirs[kPendingIndex] = wanted[kPendingIndex];
+        only_theirs[kReservedIndex] = wanted[kReservedIndex];
+        if (session != session_id_ && HeldOffByWriter(only_theirs, entering)) {
+          writers.push_back(session);
+        }
+      }
+      for (const std::string& session : writers) {
+        if (session_is_dead(session)) {
+          record.demand.erase(session);
+          changed = true;
+        } else {
+          live_conflict = true;
+          *held_off = true;
+        }
+      }
+    }
     const bool others = record.has_others(session_id_);
+    const bool competitor = others || is_competitor(record.by);
 
     if (live_conflict) {
-      RegionModes& wanted = record.demand[session_id_];
+      RegionModes wanted = use;
+      if (whole_write_set) {
+        for (Region r : {Region::kPending, Region::kReserved, Region::kShared})
+          wanted[static_cast<size_t>(r)] = Mode::kWrite;
+      }
+      RegionModes& demand = record.demand[session_id_];
       for (size_t i = 0; i < kRegionCount; i++) {
-        if (use[i] > wanted[i]) {
-          wanted[i] = use[i];
+        if (wanted[i] > demand[i]) {
+          demand[i] = wanted[i];
           changed = true;
         }
       }
+      uint64_t version = record.version;
       if (changed) {
         std::string token = next_token();
-        StoreResult w =
-            settle(key, store_put(key, read.record.revision, record.Serialize(token)), token);
-        if (w.outcome == StoreOutcome::kConflict) continue;
+        std::string body = record.Serialize(session_id_, token);
+        StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+        if (w.outcome == StoreOutcome::kConflict) {
+          current = std::move(w.record);
+          continue;
+        }
         if (!w.ok()) return ClaimResult::kUnavailable;
+        remember(name, Record{key, w.record.revision, body});
       }
+      adopt(name, record.mine(session_id_), version);
       std::lock_guard<std::mutex> guard(mutex_);
       Database& db = databases_[name];
-      db.claims = record.mine(session_id_);
       db.competing = true;
       db.competitor_seen = db.demand_checked = clock_.now();
+      db.demand_pending = true;
       return ClaimResult::kBusy;
     }
 
     RegionModes mine = record.mine(session_id_);
     for (size_t i = 0; i < kRegionCount; i++) mine[i] = std::max(mine[i], use[i]);
-    // A writer alone on a database claims the whole write set at once: a transaction goes
-    // through PENDING, SHARED, RESERVED and EXCLUSIVE, and each step would otherwise be its own
-    // store round trip. "A writer" is a host that wrote this database before, or is taking a
-    // write lock now; pure readers claim only what they use, so readers on many hosts share
-    // without a handoff. A claim held beyond use is only cached: demand takes it back.
-    bool writer_host;
-    {
-      std::lock_guard<std::mutex> guard(mutex_);
-      Database& db = databases_[name];
-      db.writer |= UsesDatabaseRegions(use, Mode::kWrite);
-      writer_host = db.writer;
-    }
-    if (config_.claim_write_set && !others && writer_host &&
-        UsesDatabaseRegions(use, Mode::kRead)) {
+    // Pure readers claim only what they use, so readers on many hosts share without a handoff.
+    // A claim held beyond use is only cached: demand takes it back.
+    if (whole_write_set && !others) {
       for (Region r : {Region::kPending, Region::kReserved, Region::kShared})
         mine[static_cast<size_t>(r)] = Mode::kWrite;
     }
@@ -559,10 +751,14 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       record.claims[session_id_] = mine;
       record.demand.erase(session_id_);
       std::string token = next_token();
-      StoreResult w =
-          settle(key, store_put(key, read.record.revision, record.Serialize(token)), token);
-      if (w.outcome == StoreOutcome::kConflict) continue;
+      std::string body = record.Serialize(session_id_, token);
+      StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+      if (w.outcome == StoreOutcome::kConflict) {
+        current = std::move(w.record);
+        continue;
+      }
       if (!w.ok()) return ClaimResult::kUnavailable;
+      remember(name, Record{key, w.record.revision, body});
     }
 
     bool invalidate;
@@ -574,7 +770,8 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       db.last_version = record.version;
       db.seen_version = true;
       db.demand_checked = clock_.now();
-      if (others) {
+      db.demand_pending = false;
+      if (competitor) {
         db.competing = true;
         db.competitor_seen = clock_.now();
       }
@@ -589,9 +786,21 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
   return ClaimResult::kBusy;  // the record kept changing under us: let the caller retry
 }
 
-// Liveness of another session, judged only by durations on our own clock (see header).
+// Liveness of another session, judged only by durations on our own clock (see header). A
+// session whose record we read lately and saw renewed lately is alive without another read:
+// declaring it dead needs its revision unchanged for a full lease, and skipping a read only
+// ever delays that, by at most lease / 8.
 bool LeaseManager::session_is_dead(const std::string& session) {
   const std::string key = SessionKey(session);
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    TimePoint now = clock_.now();
+    auto seen = observations_.find(session);
+    if (seen != observations_.end() && now - seen->second.checked < config_.lease / 8 &&
+        now - seen->second.since < config_.lease / 2) {
+      return false;
+    }
+  }
   StoreResult read = store_get(key);
   if (!read.ok()) return false;  // cannot tell: assume alive
   if (read.record.revision == 0 || !SessionBodyIsAlive(read.record.body)) return true;
@@ -599,8 +808,10 @@ bool LeaseManager::session_is_dead(const std::string& session) {
   {
     std::lock_guard<std::mutex> guard(mutex_);
     Observation& seen = observations_[session];
+    seen.checked = now;
     if (seen.revision != read.record.revision) {
-      seen = Observation{read.record.revision, now};
+      seen.revision = read.record.revision;
+      seen.since = now;
       return false;
     }
     if (now - seen.since < config_.lease) return false;
@@ -624,13 +835,14 @@ bool LeaseManager::session_is_dead(const std::string& session) {
   if (w.outcome == StoreOutcome::kConflict) {
     if (w.record.revision == 0 || !SessionBodyIsAlive(w.record.body)) return true;
     std::lock_guard<std::mutex> guard(mutex_);
-    observations_[session] = Observation{w.record.revision, clock_.now()};
+    TimePoint later = clock_.now();
+    observations_[session] = Observation{w.record.revision, later, later};
   }
   return false;
 }
 
 void LeaseManager::relinquish(const std::string& name) {
-  release_claims(name, /*only_if_demand=*/false);
+  release_claims(name, Release::kAll);
 }
 
 Mode LeaseManager::foreign_holder(const std::string& name, Region region, Mode mode) {
@@ -658,58 +870,119 @@ Mode LeaseManager::foreign_holder(const std::string& name, Region region, Mode m
 }
 
 void LeaseManager::set_use(const std::string& name, const RegionModes& use) {
-  std::lock_guard<std::mutex> guard(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   Database& db = databases_[name];
+  TimePoint now = clock_.now();
   db.use = use;
-  db.last_used = clock_.now();
+  db.last_used = now;
+  bool wait_for_handoff = false;
+  if (AnyHeld(use)) {
+    db.handoff_at.reset();
+  } else if (config_.eager_handoff && db.competing && AnyWrite(db.claims)) {
+    db.handoff_at = now + db.linger;
+    db.yield_now = true;  // wake the background thread to (re)schedule
+    changed_.notify_all();
+    // Yields are being taken: the other host is about to ask. Answer the unlock only once the
+    // claims are yielded (bounded by handoff_wait), so the next host, which SQLite's caller may
+    // signal the moment this returns, finds them free instead of racing the yield.
+    wait_for_handoff = db.linger == Duration::zero() && background_running_;
+  }
   if (db.competing && !Covers(use, db.claims)) {
     db.yield_now = true;
     changed_.notify_all();
   }
+  if (wait_for_handoff) {
+    const uint64_t releases = db.releases;
+    changed_.wait_for(lock, config_.handoff_wait,
+                      [&] { return db.releases != releases || stopping_; });
+  }
 }
 
-// Called from the background thread (and stop()) with mutex_ released.
-bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) {
+// Called from the background thread (and stop(), relinquish()) with mutex_ released.
+bool LeaseManager::release_claims(const std::string& name, Release reason) {
   std::unique_lock<std::mutex> lock(mutex_);
   Database& db = databases_[name];
   lock_database(lock, db);
+  // A release is tried first against the record as we last saw it: usually nobody wrote it
+  // since (we hold the claims), and a stale copy only costs the conflict, which answers with
+  // the current record. A poll for demand must read.
+  std::optional<Record> current;
+  if (reason != Release::kDemand && db.known.revision != 0) current = db.known;
   lock.unlock();
   const std::string key = DatabaseKey(name);
-  bool ok = false;
+  bool ok = false, flushed = false;
   for (int attempt = 0; attempt < 8; attempt++) {
-    StoreResult read = store_get(key);
-    if (!read.ok()) break;
+    Record seen;
+    const bool fresh = !current;
+    if (current) {
+      seen = std::move(*current);
+      current.reset();
+    } else {
+      StoreResult read = store_get(key);
+      if (!read.ok()) break;
+      seen = std::move(read.record);
+      remember(name, seen);
+    }
     DatabaseRecord record;
-    if (!DatabaseRecord::Parse(read.record.body, &record)) break;
+    if (!DatabaseRecord::Parse(seen.body, &record)) break;
     RegionModes mine = record.mine(session_id_);
+    const bool others = record.has_others(session_id_);
+    const bool competitor = fresh && (others || is_competitor(record.by));
     RegionModes use;
     bool dirty;
     {
       std::lock_guard<std::mutex> guard(mutex_);
       use = db.use;
       dirty = db.dirty;
-      db.demand_checked = clock_.now();
-      if (record.has_others(session_id_)) {
+      db.others_want = record.others_want(session_id_);
+      if (fresh) db.demand_checked = clock_.now();
+      if (competitor) {
         db.competing = true;
         db.competitor_seen = clock_.now();
       }
     }
-    // Another session waiting on any region of this database will want the others next
-    // (SQLite takes PENDING, SHARED, RESERVED in turn): yield every idle claim at once, so a
-    // turn costs one handoff, not three.
-    bool demanded = false;
+    // On demand, the claims another session waits for go if no local process uses them. If
+    // they all go, so does every other idle claim: the waiter's SQLite will want PENDING, SHARED
+    // and RESERVED in turn, so a turn costs one handoff, not three. If one must stay (in use),
+    // the waiter cannot proceed anyway, and the rest stays too: yielding it would only make
+    // this host's own next transactions claim it again, round trip by round trip, while its
+    // local writer waits behind them.
+    std::array<bool, kRegionCount> wanted_elsewhere{};
     for (const auto& [session, wanted] : record.demand) {
       if (session == session_id_) continue;
-      for (size_t i = 0; i < kRegionCount; i++) demanded |= Conflicts(mine[i], wanted[i]);
+      for (size_t i = 0; i < kRegionCount; i++) {
+        wanted_elsewhere[i] = wanted_elsewhere[i] || Conflicts(mine[i], wanted[i]);
+      }
     }
     RegionModes keep = mine;
-    if (!only_if_demand || demanded) {
+    if (reason != Release::kDemand) {
       for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::min(keep[i], use[i]);
+    } else {
+      for (size_t i = 0; i < kRegionCount; i++) {
+        if (wanted_elsewhere[i]) keep[i] = std::min(keep[i], use[i]);
+      }
+      bool turn_passes = true;
+      for (const auto& [session, wanted] : record.demand) {
+        if (session == session_id_) continue;
+        for (size_t i = 0; i < kRegionCount; i++) {
+          turn_passes = turn_passes && !Conflicts(keep[i], wanted[i]);
+        }
+      }
+      const bool any_wanted =
+          std::any_of(wanted_elsewhere.begin(), wanted_elsewhere.end(), [](bool w) { return w; });
+      if (any_wanted && turn_passes) {
+        for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::min(keep[i], use[i]);
+      }
     }
-    if (keep == mine) {
+    // Nobody here uses the database any more: a demand of ours still standing is stale.
+    const bool withdraw =
+        reason == Release::kAll && !AnyHeld(use) && record.demand.count(session_id_) > 0;
+    if (keep == mine && !withdraw) {
+      if (!fresh) continue;  // judged on our old copy: look at the real record
+      adopt(name, mine, record.version);
       ok = true;
       std::lock_guard<std::mutex> guard(mutex_);
-      db.claims = mine;
+      db.demand_pending = record.demand.count(session_id_) > 0;
       break;
     }
     bool dropping_write = false;
@@ -717,7 +990,8 @@ bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) 
       if (mine[i] == Mode::kWrite && keep[i] != Mode::kWrite) dropping_write = true;
     }
     if (dropping_write) {
-      listener_.flush(name);  // our writes are durable before anyone else may see the data
+      if (!flushed) listener_.flush(name);  // durable before anyone else may see the data
+      flushed = true;
       if (dirty) record.version++;
     }
     if (AnyHeld(keep)) {
@@ -725,26 +999,35 @@ bool LeaseManager::release_claims(const std::string& name, bool only_if_demand) 
     } else {
       record.claims.erase(session_id_);
     }
+    if (withdraw) record.demand.erase(session_id_);
+    record.hand_over(session_id_);
     std::string token = next_token();
-    StoreResult w =
-        settle(key, store_put(key, read.record.revision, record.Serialize(token)), token);
-    if (w.outcome == StoreOutcome::kConflict) continue;
+    std::string body = record.Serialize(session_id_, token);
+    StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+    if (w.outcome == StoreOutcome::kConflict) {
+      current = std::move(w.record);
+      continue;
+    }
     if (!w.ok()) break;
+    remember(name, Record{key, w.record.revision, body});
     std::lock_guard<std::mutex> guard(mutex_);
     db.claims = keep;
+    db.demand_pending = record.demand.count(session_id_) > 0;
     if (dropping_write) {
       db.dirty = false;
       db.last_version = record.version;
     }
-    if (only_if_demand) {
-      stats_.handoffs++;
-    } else {
+    if (reason == Release::kAll) {
       stats_.idle_releases++;
+    } else {
+      stats_.handoffs++;
     }
+    if (reason == Release::kHandoff) db.handoff_revision = w.record.revision;
     ok = true;
     break;
   }
   lock.lock();
+  db.releases++;
   unlock_database(db);
   return ok;
 }
@@ -762,7 +1045,7 @@ TimePoint LeaseManager::tick() {
 
   struct Work {
     std::string name;
-    bool idle_release;
+    Release reason;
   };
   std::vector<Work> work;
   TimePoint next;
@@ -770,34 +1053,65 @@ TimePoint LeaseManager::tick() {
     std::lock_guard<std::mutex> guard(mutex_);
     now = clock_.now();
     next = dead_ ? next_rejoin_ : next_renewal_;
+    wake_background_ = false;  // this visit plans for every database
     for (auto& [name, db] : databases_) {
-      if (db.busy || !AnyHeld(db.claims)) continue;
+      const bool woken = db.yield_now;  // a local lock went while competing
+      db.yield_now = false;             // this visit is the wakeup it asked for
+      if (!AnyHeld(db.claims) && !db.demand_pending) continue;
+      if (db.busy) {  // a store operation is in flight: look again soon, not at the next renewal
+        next = std::min(next, now + config_.poll_interval);
+        continue;
+      }
       if (db.competing && now - db.competitor_seen > config_.competition_memory)
         db.competing = false;
-      bool cached_beyond_use = !Covers(db.use, db.claims);
-      if (!AnyHeld(db.use) && now - db.last_used >= config_.idle_release) {
-        work.push_back({name, true});
-      } else if (db.competing && cached_beyond_use) {
-        work.push_back({name, false});
-        db.yield_now = false;
-        next = std::min(next, now + config_.poll_interval);
+      const bool idle = !AnyHeld(db.use);
+      const bool cached_beyond_use = !Covers(db.use, db.claims);
+      if (idle && now - db.last_used >= config_.idle_release) {
+        work.push_back({name, Release::kAll});
+        db.handoff_at.reset();
+      } else if (idle && db.handoff_at && now >= *db.handoff_at) {
+        work.push_back({name, Release::kHandoff});
+        db.handoff_at.reset();
+      } else if (db.competing && (cached_beyond_use || db.demand_pending)) {
+        // Someone may be waiting for what we cache, or handing us what we wait for: look, once
+        // per poll_interval (a cost per unit of time, not per transaction), and at once when a
+        // local lock went while our yields are being taken (linger zero: the other host is
+        // actively taking turns). While a transaction runs that will end in an eager handoff
+        // anyway, only a reader held up by our cached W is worth a look, so look rarely.
+        const bool handoff_coming = config_.eager_handoff && AnyHeld(db.use) &&
+                                    AnyWrite(db.claims) && db.linger == Duration::zero();
+        const Duration poll = handoff_coming ? 10 * config_.poll_interval : config_.poll_interval;
+        if ((woken && !handoff_coming && db.linger == Duration::zero()) ||
+            now - db.demand_checked >= poll) {
+          work.push_back({name, Release::kDemand});
+          db.demand_checked = now;
+        }
+        next = std::min(next, db.demand_checked + poll);
       } else if (!db.competing && now - db.demand_checked >= config_.demand_check_interval) {
         // Nobody seen here lately, but someone may be waiting for a host that never goes idle.
-        work.push_back({name, false});
+        work.push_back({name, Release::kDemand});
         db.demand_checked = now;
         next = std::min(next, now + config_.demand_check_interval);
       } else {
         next = std::min(next, db.competing ? now + config_.poll_interval
                                            : db.demand_checked + config_.demand_check_interval);
       }
-      if (!AnyHeld(db.use)) next = std::min(next, db.last_used + config_.idle_release);
+      if (db.handoff_at) next = std::min(next, *db.handoff_at);
+      // Local use may end without waking this thread (set_use() wakes it only while competing:
+      // an unlock is on every transaction's path), so look again within idle_release.
+      next =
+          std::min(next, idle ? db.last_used + config_.idle_release : now + config_.idle_release);
     }
   }
-  for (const Work& w : work) release_claims(w.name, !w.idle_release);
+  for (const Work& w : work) release_claims(w.name, w.reason);
   return next;
 }
 
 void LeaseManager::run_background() {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    background_running_ = true;
+  }
   background_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
@@ -807,11 +1121,11 @@ void LeaseManager::run_background() {
       // Real time only here: the background thread sleeps on the steady clock until the next
       // step the (possibly injected) clock says is due, or until set_use() asks for a yield.
       auto wait = std::max<Duration>(next - clock_.now(), Duration::zero());
-      bool yield_pending = false;
+      bool yield_pending = wake_background_;
       for (auto& [name, db] : databases_) yield_pending |= db.yield_now;
       if (!yield_pending) {
         changed_.wait_for(lock, wait, [&] {
-          if (stopping_) return true;
+          if (stopping_ || wake_background_) return true;
           for (auto& [name, db] : databases_) {
             if (db.yield_now) return true;
           }
@@ -843,7 +1157,7 @@ void LeaseManager::stop() {
     }
   }
   if (dead || revision == 0) return;
-  for (const std::string& name : names) release_claims(name, /*only_if_demand=*/false);
+  for (const std::string& name : names) release_claims(name, Release::kAll);
   {
     std::lock_guard<std::mutex> guard(mutex_);
     revision = session_revision_;

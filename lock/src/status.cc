@@ -34,6 +34,7 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
         {"renewals", s.renewals},
         {"renewal_failures", s.renewal_failures},
         {"handoffs", s.handoffs},
+        {"wasted_handoffs", s.wasted_handoffs},
         {"idle_releases", s.idle_releases},
         {"invalidations", s.invalidations},
         {"sessions_reaped", s.sessions_reaped},
@@ -82,7 +83,10 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
          static_cast<double>(s.store_latency_ns) / 1e9);
   metric("renewals_total", "counter", "Successful session renewals", s.renewals);
   metric("renewal_failures_total", "counter", "Failed session renewals", s.renewal_failures);
-  metric("handoffs_total", "counter", "Claims yielded to another host's demand", s.handoffs);
+  metric("handoffs_total", "counter", "Claims yielded to another host (on demand or eagerly)",
+         s.handoffs);
+  metric("wasted_handoffs_total", "counter",
+         "Eager yields no other host took before this host claimed again", s.wasted_handoffs);
   metric("idle_releases_total", "counter", "Idle cached claims released", s.idle_releases);
   metric("cache_invalidations_total", "counter", "Database caches dropped on a version change",
          s.invalidations);

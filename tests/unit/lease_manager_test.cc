@@ -460,6 +460,198 @@ TEST_F(LeaseManagerTest, WriterAloneClaimsTheWriteSetReadersOnlyWhatTheyUse) {
   EXPECT_EQ(reader.manager->acquire("app.db", kShared), ClaimResult::kGranted);
 }
 
+// One SQLite BEGIN IMMEDIATE ... COMMIT on `host`, as the host lock table reports it.
+ClaimResult WriteTransaction(Host& host) {
+  for (const RegionModes* step : {&kShared, &kReserved, &kExclusive}) {
+    ClaimResult result = host.manager->acquire("app.db", *step);
+    if (result != ClaimResult::kGranted) return result;
+  }
+  host.manager->mark_dirty("app.db");
+  host.manager->set_use("app.db", kNothing);
+  return ClaimResult::kGranted;
+}
+
+// Two hosts taking turns: each yields its claims as soon as its transaction ends, so the next
+// one finds them free. A turn costs three store requests in all: the yield, the next host's
+// read, its claim of the write set. Every turn is a clean handoff: flushed before the yield,
+// caches dropped before the next host's transaction.
+TEST_F(LeaseManagerTest, HostsTakingTurnsHandOffInThreeRequests) {
+  LeaseConfig config;
+  config.claim_write_set = true;
+  config.idle_release = seconds(5);  // B still wants the claim when A looks (L/4) below
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  // The first meeting: A holds the claims and has never seen B, so B's demand waits for A's
+  // look for demand (L/4), and A's release hands the claims to B in the same write.
+  ASSERT_EQ(WriteTransaction(a), ClaimResult::kGranted);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  clock_.advance(milliseconds(2600));
+  a.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  // B, waiting, reads its record while its demand stands: the claim is its own, and since A
+  // wrote, B's caches go before anything can use the claim.
+  const int b_invalidations = b.listener.invalidations["app.db"];
+  b.manager->tick();
+  EXPECT_EQ(b.manager->held("app.db"), kShared);
+  EXPECT_EQ(b.listener.invalidations["app.db"], b_invalidations + 1);
+  const uint64_t b_requests = b.store.requests();
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.store.requests(), b_requests) << "the handed-over claim costs nothing more";
+  ASSERT_EQ(WriteTransaction(b), ClaimResult::kGranted);
+
+  for (int turn = 0; turn < 40; turn++) {
+    Host& mine = turn % 2 ? b : a;
+    Host& other = turn % 2 ? a : b;
+    const uint64_t before = a.store.requests() + b.store.requests();
+    const int flushes = other.listener.flushes["app.db"];
+    other.manager->tick();  // the other host's transaction ended: it yields at once
+    EXPECT_EQ(other.manager->held("app.db"), kNothing) << "turn " << turn;
+    EXPECT_EQ(other.listener.flushes["app.db"], flushes + 1) << "durable before the yield";
+    const int invalidations = mine.listener.invalidations["app.db"];
+    ASSERT_EQ(WriteTransaction(mine), ClaimResult::kGranted) << "turn " << turn;
+    EXPECT_EQ(mine.listener.invalidations["app.db"], invalidations + 1) << "turn " << turn;
+    // Steady state once each host has read the other's session record.
+    if (turn >= 2) {
+      EXPECT_EQ(a.store.requests() + b.store.requests() - before, 3u) << "turn " << turn;
+    }
+    clock_.advance(milliseconds(1));
+  }
+  const LeaseStats sa = a.manager->stats(), sb = b.manager->stats();
+  EXPECT_EQ(sa.wasted_handoffs + sb.wasted_handoffs, 0u);
+  EXPECT_GE(sa.handoffs + sb.handoffs, 40u);
+}
+
+// A busy host that once met another keeps yielding eagerly only while yielding helps: a yield
+// nobody took before the host's next claim makes it wait longer after its last lock, so its
+// back-to-back transactions soon cost the store nothing again, yet another host's demand is
+// still answered promptly.
+TEST_F(LeaseManagerTest, EagerHandoffsNobodyTakesBackOff) {
+  LeaseConfig config;
+  config.claim_write_set = true;
+  config.poll_interval = milliseconds(1);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(WriteTransaction(b), ClaimResult::kGranted);
+  b.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kBusy);  // they meet
+  clock_.advance(seconds(3));
+  b.manager->tick();  // B yields on demand and then stays away
+  ASSERT_EQ(WriteTransaction(a), ClaimResult::kGranted);
+
+  // A's transactions follow each other 100 us apart.
+  auto run = [&](int transactions) {
+    const uint64_t before = a.store.requests();
+    for (int tx = 0; tx < transactions; tx++) {
+      a.manager->tick();
+      clock_.advance(std::chrono::microseconds(100));
+      EXPECT_EQ(WriteTransaction(a), ClaimResult::kGranted);
+    }
+    return a.store.requests() - before;
+  };
+  run(10);
+  const LeaseStats early = a.manager->stats();
+  EXPECT_EQ(early.wasted_handoffs, 1u);
+  // 200 more transactions in 20 ms: no yield, and the store sees only A's looks for demand
+  // (one per poll_interval of 1 ms), not a request per transaction.
+  EXPECT_LE(run(200), 21u);
+  EXPECT_EQ(a.manager->stats().handoffs, early.handoffs);
+  EXPECT_EQ(a.manager->stats().wasted_handoffs, 1u);
+
+  // B comes back: A, still competing, notices the demand within a poll interval.
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+}
+
+// SQLite's PENDING lock, cluster-wide: while a writer on one host waits for PENDING, readers on
+// other hosts may finish but no new one starts, so readers taking turns cannot starve it.
+TEST_F(LeaseManagerTest, WaitingWriterKeepsNewReadersOut) {
+  Host& writer = AddHost("writer");
+  Host& reader = AddHost("reader");
+  Host& late = AddHost("late");
+  ASSERT_EQ(reader.manager->acquire(
+                "app.db", Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}})),
+            ClaimResult::kGranted);
+  reader.manager->set_use("app.db", kShared);  // a read transaction in progress
+  ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  // COMMIT: PENDING as W conflicts with the reader's PENDING claim (cached): demand.
+  EXPECT_EQ(writer.manager->acquire("app.db", Use({{Region::kPending, Mode::kWrite},
+                                                   {Region::kReserved, Mode::kWrite},
+                                                   {Region::kShared, Mode::kRead}})),
+            ClaimResult::kBusy);
+  // A new reader elsewhere must not get in ahead of the writer.
+  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
+            ClaimResult::kBusy);
+  // The reader, at its next look for demand (L/4), yields its idle PENDING claim, and SHARED
+  // once its transaction ends.
+  clock_.advance(seconds(3));
+  reader.manager->tick();
+  EXPECT_EQ(writer.manager->acquire("app.db", Use({{Region::kPending, Mode::kWrite},
+                                                   {Region::kReserved, Mode::kWrite},
+                                                   {Region::kShared, Mode::kRead}})),
+            ClaimResult::kGranted);
+  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
+            ClaimResult::kBusy);  // PENDING is the writer's now
+  // EXCLUSIVE: the reader's SHARED claim is in the way; once its transaction ends it yields.
+  EXPECT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  reader.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  reader.manager->tick();
+  ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  writer.manager->mark_dirty("app.db");
+  writer.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  writer.manager->tick();  // the writer, competing, yields: the late reader's demand is handed over
+  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
+            ClaimResult::kGranted);
+}
+
+// The 3-host stall this rule fixes: readers on a host that caches PENDING as R take it in
+// overlapping turns, so the host's use of PENDING never drains and a writer elsewhere waits for
+// ever. Once the host knows a writer waits for PENDING, a process newly entering PENDING as R is
+// refused even though the cached claim covers it; one already inside its transaction is not.
+TEST_F(LeaseManagerTest, CachedPendingDoesNotLetNewReadersAheadOfAWaitingWriter) {
+  Host& readers = AddHost("readers");
+  Host& writer = AddHost("writer");
+  const RegionModes pending = Use({{Region::kPending, Mode::kRead}});
+  const RegionModes starting =
+      Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}});
+  // Reader 1 holds PENDING on its way to SHARED.
+  ASSERT_EQ(readers.manager->acquire("app.db", starting, starting), ClaimResult::kGranted);
+  ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  // COMMIT: PENDING as W is in the way of the readers' PENDING claim.
+  const RegionModes committing = Use({{Region::kPending, Mode::kWrite},
+                                      {Region::kReserved, Mode::kWrite},
+                                      {Region::kShared, Mode::kRead}});
+  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kBusy);
+  // The readers' host reads the demand; PENDING is in use, so it stays.
+  clock_.advance(seconds(3));
+  readers.manager->tick();
+  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kBusy);
+  // Reader 2 enters PENDING: the cached claim covers it, but a writer waits, so it is refused.
+  EXPECT_EQ(readers.manager->acquire("app.db", starting, pending), ClaimResult::kBusy);
+  // Reader 1, already holding PENDING, is not: it only adds SHARED, and then leaves PENDING.
+  ASSERT_EQ(readers.manager->acquire("app.db", starting, Use({{Region::kShared, Mode::kRead}})),
+            ClaimResult::kGranted);
+  readers.manager->set_use("app.db", kShared);
+  clock_.advance(milliseconds(1));
+  readers.manager->tick();  // PENDING is idle now: yielded, and handed to the writer
+  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kGranted);
+  // EXCLUSIVE once reader 1's transaction ends.
+  EXPECT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  readers.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  readers.manager->tick();
+  ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  writer.manager->mark_dirty("app.db");
+  writer.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  writer.manager->tick();  // competing: yields, and hands the readers' demand over
+  EXPECT_EQ(readers.manager->acquire("app.db", starting, pending), ClaimResult::kGranted);
+}
+
 TEST_F(LeaseManagerTest, CleanStopReleasesEverything) {
   Host& a = AddHost("a");
   Host& b = AddHost("b");

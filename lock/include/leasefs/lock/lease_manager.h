@@ -46,6 +46,34 @@
 //   without demand. Before a W claim is released or downgraded, the listener flushes the database's
 //   backing files to stable storage, and if the host wrote, the version is bumped in the same
 //   write.
+//   Competition is seen in a database record as another session's claim or demand, or as
+//   another live session having written the record last ("by"): the trace a host that just
+//   yielded leaves. A host that competes and holds a W claim yields it as soon as its last local
+//   lock on the database goes (an *eager handoff*), without waiting for demand: when two hosts
+//   take turns, the next one then finds the claims free and a turn costs three store requests
+//   (the yield, the next host's read, its claim) instead of a demand, polls and a re-read.
+//   Whether a yield helped is known at the host's next claim: if nobody wrote the record in
+//   between, it was wasted, and the host waits longer (`linger`, doubling, up to idle_release)
+//   after its last lock before the next eager handoff; a useful yield resets the wait to zero.
+//   So a busy host next to a rare writer keeps its claims between its own transactions.
+//   Every write that yields claims also hands them over: a waiting session whose demand no
+//   remaining claim conflicts with is granted it in the same write, so the waiter's next read
+//   finds the claim its own, with nothing left to write. A waiter keeps reading its database
+//   record (poll_interval) while its demand stands, so a claim handed to it is never unknown to
+//   it; a claim it learns of that way drops its caches first if the version moved, exactly as
+//   its own grant would.
+//   Writer priority, SQLite's PENDING lock stretched across hosts: locally, a writer holding
+//   PENDING keeps new readers out until it has EXCLUSIVE. Across hosts, while another live
+//   session demands PENDING as W, no local process newly enters PENDING as R (a reader starting
+//   a transaction), and while one demands RESERVED as W, no local process newly enters RESERVED
+//   (a writer starting one): acquire() refuses it (kBusy) even where a cached claim covers it,
+//   so the host's use of the region drains and the claim can be yielded. Without this, readers
+//   on a host that caches PENDING take it in overlapping turns and a writer elsewhere waits for
+//   ever. A process refused this way holds at most SHARED: a reader starting, or a reader
+//   upgrading to a writer, which on SQLITE_BUSY must roll back exactly as it must against a
+//   local writer. A writer's PENDING as W, the step that finishes its transaction, is never
+//   refused, so the rule adds no wait cycle. The host learns of such demand from every record
+//   it reads; a refusal always re-reads, so stale knowledge costs one read.
 //
 // COHERENCE
 //   When a claim is granted and the database's version differs from the last one this host saw,
@@ -130,6 +158,12 @@ struct LeaseConfig {
   // where a round trip costs milliseconds (DynamoDB); with the local store the extra handoffs it
   // causes to readers on other hosts cost more than the round trips it saves.
   bool claim_write_set = false;
+  // Yield W claims as soon as no local lock uses them while another host competes (see
+  // CLAIMS, CACHING, HANDOFF). Off: claims are yielded only on demand or after idle_release.
+  bool eager_handoff = true;
+  // How long an unlock that starts an eager handoff waits for the yield to be written (see
+  // set_use). Bounds what a slow or unreachable store adds to a local unlock.
+  Duration handoff_wait = std::chrono::milliseconds(100);
 };
 
 // What the lease manager needs from the host side. Called without the manager's lock held,
@@ -147,8 +181,9 @@ enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
 
 struct LeaseStats {
   uint64_t store_requests = 0;
-  uint64_t handoffs = 0;       // claims yielded to another session's demand
-  uint64_t idle_releases = 0;  // claims released after idle_release
+  uint64_t handoffs = 0;         // claims yielded: to demand, or eagerly while competing
+  uint64_t wasted_handoffs = 0;  // eager yields nobody took before this host claimed again
+  uint64_t idle_releases = 0;    // claims released after idle_release
   uint64_t invalidations = 0;
   uint64_t sessions_reaped = 0;
   uint64_t rejoins = 0;  // new sessions opened after this mount's session was declared dead
@@ -183,9 +218,16 @@ class LeaseManager {
   // requested is granted. Makes the host's claims cover it; on kGranted records it as the local
   // use. The caller serializes acquire() and set_use() per database and applies the lock to its
   // table before its next call for that database, so the local use never runs ahead of claims.
+  // `entering` is what the requesting process newly locks: the regions it held nothing in
+  // before this request, in the mode it asks for (writer priority, see the protocol comment).
+  ClaimResult acquire(const std::string& db, const RegionModes& use, const RegionModes& entering);
+  // The same, with `entering` taken as whatever `use` adds to the host's current use (exact
+  // when one process per host locks the database, as in tests).
   ClaimResult acquire(const std::string& db, const RegionModes& use);
   // After locks were dropped: what this host's processes now hold on `db`. Claims beyond it
-  // become cached; where another session waits they are yielded promptly.
+  // become cached; where another session waits they are yielded promptly. When the last local
+  // lock goes while another host is taking turns with this one, waits (up to handoff_wait) for
+  // the background thread to write the yield.
   void set_use(const std::string& db, const RegionModes& use);
   // The mode of a conflicting claim another live session holds on `region` for a lock of
   // `mode`, or kNone. May read the store.
@@ -217,7 +259,8 @@ class LeaseManager {
  private:
   struct Observation {
     uint64_t revision = 0;
-    TimePoint since;
+    TimePoint since;    // when we first saw `revision`
+    TimePoint checked;  // when we last read the session record
   };
   struct Database {
     RegionModes claims{};  // what the store says we hold
@@ -230,18 +273,46 @@ class LeaseManager {
     TimePoint competitor_seen;  // last time another session appeared in its record
     TimePoint demand_checked;   // last time its record was read for demand
     bool competing = false;
-    bool yield_now = false;  // local use dropped while competing: poll at once
-    bool writer = false;     // this host has taken a write lock on it: claim the write set
+    bool yield_now = false;       // local use dropped while competing: poll at once
+    bool writer = false;          // this host has taken a write lock on it: claim the write set
+    bool demand_pending = false;  // our demand stands in the record: poll it for a handover
+    // The strongest mode other sessions demand, per region, in the last record we read.
+    RegionModes others_want{};
+    // The record as of our last read or write of it: a release is first tried as a
+    // compare-and-set on it, without reading (a stale copy only costs the conflict).
+    Record known;
+    // Eager handoff: when to yield (set while competing and no local lock is held), how long to
+    // wait after the last local lock (adapted to whether yields help), and the revision our last
+    // eager yield wrote (0: none to judge).
+    std::optional<TimePoint> handoff_at;
+    Duration linger = Duration::zero();
+    uint64_t handoff_revision = 0;
+    uint64_t releases = 0;  // release_claims() calls finished (set_use waits on it)
+  };
+  enum class Release {
+    kAll,     // everything beyond local use (idle release, relinquish, stop)
+    kDemand,  // only if another session's demand conflicts with a claim (polling)
+    kHandoff  // everything beyond local use, because another host competes (eager handoff)
   };
 
-  ClaimResult acquire_from_store(const std::string& db, const RegionModes& use);
+  // `held_off` is set when the answer is kBusy because of writer priority: our own use of the
+  // region must drain first, so retrying at once is pointless.
+  ClaimResult acquire_from_store(const std::string& db, const RegionModes& use,
+                                 const RegionModes& entering, bool* held_off);
   bool renew();
   // While dead_ and no database has local use: opens a new session. Called from tick().
   void rejoin();
   bool session_is_dead(const std::string& session);  // may mark it dead in the store
-  // Gives up claims on `db` beyond local use: all of them, or (only_if_demand) those another
-  // session's demand conflicts with. Returns false if the store could not be reached.
-  bool release_claims(const std::string& db, bool only_if_demand);
+  // Gives up claims on `db` beyond local use (see Release), handing them to waiting sessions in
+  // the same write. Returns false if the store could not be reached.
+  bool release_claims(const std::string& db, Release reason);
+  // Takes `mine` from a record just read as our claims on `db`; drops the caches first if that
+  // grants claims we did not know of and the version moved. Called with db.busy held.
+  void adopt(const std::string& name, const RegionModes& mine, uint64_t version);
+  void remember(const std::string& name, const Record& record);
+  // Whether `session` (not ours) counts as competing: in claims or demand, or the last writer
+  // of a record while still alive.
+  bool is_competitor(const std::string& session);
   void count_request(TimePoint started, const StoreResult& result);
   StoreResult store_get(const std::string& key);
   StoreResult store_put(const std::string& key, uint64_t revision, const std::string& body);
@@ -270,6 +341,10 @@ class LeaseManager {
   bool stopping_ = false;
   uint64_t token_counter_ = 0;
   LeaseStats stats_;
+  // acquire() saw competition the background thread may not know of yet (it may be asleep
+  // until the next renewal): look at every database now.
+  bool wake_background_ = false;
+  bool background_running_ = false;  // run_background() was called: set_use may wait for it
   std::thread background_;
 };
 
