@@ -64,14 +64,6 @@ std::vector<LockRange> WholePieces() {
   return {{0, kPendingByte}, {kSharedEnd, kToEnd}};
 }
 
-// Whether `owner` holds any lock overlapping `range`.
-bool OwnerHoldsIn(const FileLockState& state, uint64_t owner, LockRange range) {
-  for (const HeldLock& held : state.locks()) {
-    if (held.owner == owner && Overlaps(held.range, range)) return true;
-  }
-  return false;
-}
-
 std::string ParentOf(const std::string& relative) {
   auto slash = relative.rfind('/');
   return slash == std::string::npos ? std::string() : relative.substr(0, slash);
@@ -200,7 +192,7 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
     RegionModes entering{};
     const Mode mode = type == LockType::kWrite ? Mode::kWrite : Mode::kRead;
     for (const RegionSpan& span : SpansOf(fi.kind)) {
-      if (Overlaps(span.range, range) && !OwnerHoldsIn(state, owner, span.range)) {
+      if (Overlaps(span.range, range) && !state.owner_holds_in(owner, span.range)) {
         entering[static_cast<size_t>(span.region)] = mode;
       }
     }

@@ -153,6 +153,14 @@ bool FileLockState::owner_holds(uint64_t owner) const {
   return first != last;
 }
 
+bool FileLockState::owner_holds_in(uint64_t owner, LockRange range) const {
+  const auto [first, last] = owner_run(owner);
+  for (size_t i = first; i < last; ++i) {
+    if (Overlaps(locks_[i].range, range)) return true;
+  }
+  return false;
+}
+
 std::optional<LockType> FileLockState::strongest_in(LockRange range) const {
   std::optional<LockType> strongest;
   for (const HeldLock& held : locks_) {

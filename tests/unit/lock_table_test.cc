@@ -206,6 +206,10 @@ TEST(FileLockStateTest, LockAndUnlockOneRange) {
   EXPECT_FALSE(state.empty());
   EXPECT_TRUE(state.owner_holds(A));
   EXPECT_FALSE(state.owner_holds(B));
+  EXPECT_TRUE(state.owner_holds_in(A, {19, 30}));
+  EXPECT_FALSE(state.owner_holds_in(A, {20, 30}));  // ranges are half-open
+  EXPECT_FALSE(state.owner_holds_in(A, {0, 10}));
+  EXPECT_FALSE(state.owner_holds_in(B, {10, 20}));
   EXPECT_EQ(state.locks(), std::vector<HeldLock>{L(A, R, 10, 20, 7)});
   state.unlock(A, {10, 20});
   EXPECT_TRUE(state.empty());

@@ -120,8 +120,9 @@ class FileLockState {
 
   bool empty() const { return locks_.empty(); }
 
-  // Whether owner holds any lock on the file.
+  // Whether owner holds any lock on the file; on any byte of `range`.
   bool owner_holds(uint64_t owner) const;
+  bool owner_holds_in(uint64_t owner, LockRange range) const;
 
   // The strongest lock any owner holds on any byte of `range`: nullopt when no byte of it is
   // locked, else kRead or kWrite.  leasefs needs, per lock region, the union of its local owners.
