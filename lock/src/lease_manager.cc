@@ -243,13 +243,10 @@ bool UsesDatabaseRegions(const RegionModes& use, Mode mode) {
   return false;
 }
 
-constexpr size_t kReservedIndex = static_cast<size_t>(Region::kReserved);
-
 // Writer priority (see the header): entering PENDING as R while another session waits for it as
-// W, or RESERVED while another waits for it, must wait.
+// W must wait.
 bool HeldOffByWriter(const RegionModes& others_want, const RegionModes& entering) {
-  return (entering[kPendingIndex] == Mode::kRead && others_want[kPendingIndex] == Mode::kWrite) ||
-         (entering[kReservedIndex] != Mode::kNone && others_want[kReservedIndex] == Mode::kWrite);
+  return entering[kPendingIndex] == Mode::kRead && others_want[kPendingIndex] == Mode::kWrite;
 }
 
 }  // namespace
@@ -392,7 +389,10 @@ bool LeaseManager::renew() {
                   session_id_);
     dead_ = true;
     next_rejoin_ = clock_.now();
-    for (auto& [name, db] : databases_) db.claims = RegionModes{};
+    for (auto& [name, db] : databases_) {
+      db.claims = RegionModes{};
+      db.demand_pending = false;  // the dead session's demand is nothing to poll for
+    }
     return false;
   }
   stats_.renewal_failures++;
@@ -452,6 +452,7 @@ void LeaseManager::rejoin() {
     db.competing = false;
     db.yield_now = false;
     db.demand_pending = false;
+    db.writer = false;
     db.known = Record{};
     db.others_want = RegionModes{};
     db.handoff_at.reset();
@@ -677,16 +678,13 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         live_conflict = true;
       }
     }
-    // Writer priority (see the header): entering PENDING as R, or RESERVED, waits while another
-    // live session waits for that region as W, even where a claim of ours covers it. A dead
-    // session's demand is dropped.
+    // Writer priority (see the header): entering PENDING as R waits while another live session
+    // waits for it as W, even where a claim of ours covers it. A dead session's demand is
+    // dropped.
     if (!live_conflict) {
       std::vector<std::string> writers;
       for (const auto& [session, wanted] : record.demand) {
-        RegionModes only_theirs{};
-        only_theirs[kPendingIndex] = wanted[kPendingIndex];
-        only_theirs[kReservedIndex] = wanted[kReservedIndex];
-        if (session != session_id_ && HeldOffByWriter(only_theirs, entering)) {
+        if (session != session_id_ && HeldOffByWriter(wanted, entering)) {
           writers.push_back(session);
         }
       }
@@ -716,6 +714,11 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
           changed = true;
         }
       }
+      // Whatever no claim holds goes to the sessions waiting for it, in this same write: when
+      // the region we are held off from is free (its holder died, or yielded without a waiter
+      // then), nobody else would ever write the hand-over, and two writers each waiting for
+      // the other's demand to be served would wait for ever.
+      changed |= record.hand_over(session_id_);
       uint64_t version = record.version;
       if (changed) {
         std::string token = next_token();
@@ -796,6 +799,7 @@ bool LeaseManager::session_is_dead(const std::string& session) {
     std::lock_guard<std::mutex> guard(mutex_);
     TimePoint now = clock_.now();
     auto seen = observations_.find(session);
+    if (seen != observations_.end() && seen->second.dead) return true;
     if (seen != observations_.end() && now - seen->second.checked < config_.lease / 8 &&
         now - seen->second.since < config_.lease / 2) {
       return false;
@@ -803,7 +807,11 @@ bool LeaseManager::session_is_dead(const std::string& session) {
   }
   StoreResult read = store_get(key);
   if (!read.ok()) return false;  // cannot tell: assume alive
-  if (read.record.revision == 0 || !SessionBodyIsAlive(read.record.body)) return true;
+  if (read.record.revision == 0 || !SessionBodyIsAlive(read.record.body)) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    observations_[session].dead = true;
+    return true;
+  }
   TimePoint now = clock_.now();
   {
     std::lock_guard<std::mutex> guard(mutex_);
@@ -829,11 +837,15 @@ bool LeaseManager::session_is_dead(const std::string& session) {
     spdlog::warn("declared session {} dead: unrenewed for {} ms", session,
                  std::chrono::duration_cast<std::chrono::milliseconds>(config_.lease).count());
     std::lock_guard<std::mutex> guard(mutex_);
-    observations_.erase(session);
+    observations_[session].dead = true;
     return true;
   }
   if (w.outcome == StoreOutcome::kConflict) {
-    if (w.record.revision == 0 || !SessionBodyIsAlive(w.record.body)) return true;
+    if (w.record.revision == 0 || !SessionBodyIsAlive(w.record.body)) {
+      std::lock_guard<std::mutex> guard(mutex_);
+      observations_[session].dead = true;
+      return true;
+    }
     std::lock_guard<std::mutex> guard(mutex_);
     TimePoint later = clock_.now();
     observations_[session] = Observation{w.record.revision, later, later};
@@ -908,10 +920,12 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
   // the current record. A poll for demand must read.
   std::optional<Record> current;
   if (reason != Release::kDemand && db.known.revision != 0) current = db.known;
+  bool from_known = current.has_value();  // only the first attempt may use the remembered copy
   lock.unlock();
   const std::string key = DatabaseKey(name);
-  bool ok = false, flushed = false;
-  for (int attempt = 0; attempt < 8; attempt++) {
+  bool ok = false;
+  bool flushed = false;  // flushed while no W claim stayed: nothing local can write since
+  for (int attempt = 0; attempt < 8; attempt++, from_known = false) {
     Record seen;
     const bool fresh = !current;
     if (current) {
@@ -926,6 +940,10 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     DatabaseRecord record;
     if (!DatabaseRecord::Parse(seen.body, &record)) break;
     RegionModes mine = record.mine(session_id_);
+    // Claims handed to us that we have not adopted yet: adopt them first (dropping our caches if
+    // the version moved), or releasing them below would record their version as one our caches
+    // have seen. A record read from the store is current; the remembered copy may not be.
+    if (!from_known) adopt(name, mine, record.version);
     const bool others = record.has_others(session_id_);
     const bool competitor = fresh && (others || is_competitor(record.by));
     RegionModes use;
@@ -990,8 +1008,10 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       if (mine[i] == Mode::kWrite && keep[i] != Mode::kWrite) dropping_write = true;
     }
     if (dropping_write) {
-      if (!flushed) listener_.flush(name);  // durable before anyone else may see the data
-      flushed = true;
+      // Durable before anyone else may see the data. Again on a later attempt if this one keeps
+      // a W claim: it may be written through in between.
+      if (!flushed) listener_.flush(name);
+      flushed = !AnyWrite(keep);
       if (dirty) record.version++;
     }
     if (AnyHeld(keep)) {
@@ -1000,7 +1020,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       record.claims.erase(session_id_);
     }
     if (withdraw) record.demand.erase(session_id_);
-    record.hand_over(session_id_);
+    const bool handed = record.hand_over(session_id_);
     std::string token = next_token();
     std::string body = record.Serialize(session_id_, token);
     StoreResult w = settle(key, store_put(key, seen.revision, body), token);
@@ -1008,21 +1028,32 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       current = std::move(w.record);
       continue;
     }
-    if (!w.ok()) break;
+    if (!w.ok()) {
+      // The write may have landed (ambiguous, unsettled) and handed our claims to someone else:
+      // stop believing in what we tried to give up. Believing in less is always safe; a later
+      // read gives back whatever did not go.
+      std::lock_guard<std::mutex> guard(mutex_);
+      for (size_t i = 0; i < kRegionCount; i++) db.claims[i] = std::min(db.claims[i], keep[i]);
+      break;
+    }
     remember(name, Record{key, w.record.revision, body});
     std::lock_guard<std::mutex> guard(mutex_);
     db.claims = keep;
     db.demand_pending = record.demand.count(session_id_) > 0;
     if (dropping_write) {
-      db.dirty = false;
       db.last_version = record.version;
+      // A W claim we keep may be written through at any moment (mark_dirty() since our
+      // snapshot included): the next release of it must bump the version again.
+      if (!AnyWrite(keep)) db.dirty = false;
     }
     if (reason == Release::kAll) {
       stats_.idle_releases++;
     } else {
       stats_.handoffs++;
     }
-    if (reason == Release::kHandoff) db.handoff_revision = w.record.revision;
+    // Judged at our next claim (wasted if nobody wrote the record since), unless it was handed
+    // over in this very write: then it was taken, though the taker may never need to write.
+    if (reason == Release::kHandoff && !handed) db.handoff_revision = w.record.revision;
     ok = true;
     break;
   }

@@ -23,7 +23,9 @@ using std::chrono::seconds;
 
 class FaultyStore final : public LeaseStore {
  public:
-  enum class Fault { kNone, kDown, kAmbiguousAfterApply };
+  // kAmbiguousThenDown: the next write lands but is answered "ambiguous", and the store is down
+  // from then on (the settling read fails too).
+  enum class Fault { kNone, kDown, kAmbiguousAfterApply, kAmbiguousThenDown };
   explicit FaultyStore(LeaseStore& inner) : inner_(inner) {}
   void set_fault(Fault fault) { fault_ = fault; }
   uint64_t requests() const { return requests_; }
@@ -38,7 +40,8 @@ class FaultyStore final : public LeaseStore {
     requests_++;
     if (fault_ == Fault::kDown) return Down();
     StoreResult r = inner_.put(key, revision, body, deadline);
-    if (fault_ == Fault::kAmbiguousAfterApply && r.ok()) {
+    if ((fault_ == Fault::kAmbiguousAfterApply || fault_ == Fault::kAmbiguousThenDown) && r.ok()) {
+      if (fault_ == Fault::kAmbiguousThenDown) fault_ = Fault::kDown;
       r.outcome = StoreOutcome::kAmbiguous;
       r.error = "injected: timed out after sending";
     }
@@ -192,13 +195,13 @@ TEST_F(LeaseManagerTest, ConflictRecordsDemandAndTheIdleHolderYields) {
   a.manager->set_use("app.db", kNothing);
   a.manager->tick();
   EXPECT_EQ(a.manager->held("app.db"), kExclusive);
+  int invalidations_before = b.listener.invalidations["app.db"];
   clock_.advance(milliseconds(1100));
   a.manager->tick();
-  b.manager->tick();
+  b.manager->tick();  // B, waiting, finds the claim handed over (and drops its caches)
   EXPECT_EQ(a.manager->held("app.db"), kNothing);
   EXPECT_EQ(a.listener.flushes["app.db"], 1);  // durable before anyone else can read
   EXPECT_FALSE(a.manager->may_write("app.db"));
-  int invalidations_before = b.listener.invalidations["app.db"];
   ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
   // A wrote: the version moved, so B drops its caches before its reader proceeds.
   EXPECT_EQ(b.listener.invalidations["app.db"], invalidations_before + 1);
@@ -650,6 +653,94 @@ TEST_F(LeaseManagerTest, CachedPendingDoesNotLetNewReadersAheadOfAWaitingWriter)
   clock_.advance(milliseconds(1));
   writer.manager->tick();  // competing: yields, and hands the readers' demand over
   EXPECT_EQ(readers.manager->acquire("app.db", starting, pending), ClaimResult::kGranted);
+}
+
+// A claim handed over to a host that no longer wants it, and released by it before it ever
+// adopted it, must still leave the host's caches marked stale: the version moved while the
+// claim was away, and the host's next grant has to drop its caches.
+TEST_F(LeaseManagerTest, HandedClaimsReleasedUnusedStillInvalidateLater) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);  // B caches version 0
+  b.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  b.manager->tick();  // idle release
+  ASSERT_EQ(b.manager->held("app.db"), kNothing);
+  ASSERT_EQ(WriteTransaction(a), ClaimResult::kGranted);  // A writes: version 1 on release
+  a.manager->set_use("app.db", kExclusive);               // ... in its next transaction
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);  // B waits
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();  // A yields: B's demand is handed over, version bumped
+  // A wants it back before B has looked; B's background poll finds the handed claim unused
+  // and A waiting, and releases it.
+  EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  const int b_invalidations = b.listener.invalidations["app.db"];
+  clock_.advance(milliseconds(1));
+  b.manager->tick();
+  EXPECT_EQ(b.manager->held("app.db"), kNothing);
+  EXPECT_EQ(b.listener.invalidations["app.db"], b_invalidations + 1)
+      << "the handed claim carried version 1; B's caches are from version 0";
+  // And B's next grant (nothing written since) is at version 1: its caches were dropped above.
+  clock_.advance(milliseconds(1));
+  a.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  a.manager->tick();
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+}
+
+// A release write whose answer is lost (it landed, handing the claims over, but neither the
+// reply nor the settling read came back) must leave the host believing it holds no more than it
+// tried to keep: otherwise its processes would go on writing under claims another host has.
+TEST_F(LeaseManagerTest, UnsettledReleaseWriteGivesUpTheClaimsLocally) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);  // B was here: A
+  b.manager->set_use("app.db", kNothing);                                    // competes
+  clock_.advance(seconds(2));
+  b.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  a.manager->set_use("app.db", kNothing);  // an eager handoff is due
+  a.store.set_fault(FaultyStore::Fault::kAmbiguousThenDown);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();  // the yield lands, hands B the claims, and its answer is lost
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  EXPECT_FALSE(a.manager->may_write("app.db"));
+  EXPECT_NE(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  ASSERT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_TRUE(b.manager->may_write("app.db"));
+}
+
+// An eager yield that hands the waiter what it asked for is taken, even when the waiter never
+// needs to write the record (it finds the claims its own): it must not be judged wasted at the
+// yielding host's next claim, which would make that host linger before every later yield.
+TEST_F(LeaseManagerTest, YieldHandedToAWaiterIsNotWasted) {
+  LeaseConfig config;
+  config.claim_write_set = true;
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(2600));
+  a.manager->tick();  // the first meeting: A's look for demand hands B the write set
+  ASSERT_EQ(b.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  b.manager->mark_dirty("app.db");
+  b.manager->set_use("app.db", kNothing);  // B competes: an eager yield, handing A the set
+  clock_.advance(milliseconds(1));
+  b.manager->tick();
+  ASSERT_EQ(b.manager->held("app.db"), kNothing);
+  const uint64_t a_requests = a.store.requests();
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);  // A's turn, held
+  EXPECT_EQ(a.store.requests(), a_requests + 1) << "one read: the claims are A's already";
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);  // B judges its yield
+  EXPECT_EQ(b.manager->stats().wasted_handoffs, 0u);
 }
 
 TEST_F(LeaseManagerTest, CleanStopReleasesEverything) {

@@ -64,16 +64,19 @@
 //   its own grant would.
 //   Writer priority, SQLite's PENDING lock stretched across hosts: locally, a writer holding
 //   PENDING keeps new readers out until it has EXCLUSIVE. Across hosts, while another live
-//   session demands PENDING as W, no local process newly enters PENDING as R (a reader starting
-//   a transaction), and while one demands RESERVED as W, no local process newly enters RESERVED
-//   (a writer starting one): acquire() refuses it (kBusy) even where a cached claim covers it,
-//   so the host's use of the region drains and the claim can be yielded. Without this, readers
-//   on a host that caches PENDING take it in overlapping turns and a writer elsewhere waits for
-//   ever. A process refused this way holds at most SHARED: a reader starting, or a reader
-//   upgrading to a writer, which on SQLITE_BUSY must roll back exactly as it must against a
-//   local writer. A writer's PENDING as W, the step that finishes its transaction, is never
-//   refused, so the rule adds no wait cycle. The host learns of such demand from every record
-//   it reads; a refusal always re-reads, so stale knowledge costs one read.
+//   session demands PENDING as W, no local process newly enters PENDING as R (every transaction
+//   starts so): acquire() refuses it (kBusy) even where a cached claim covers it, so the host's
+//   use of PENDING drains and the claim can be yielded. Without this, readers on a host that
+//   caches PENDING take it in overlapping turns and a writer elsewhere waits for ever. A process
+//   refused this way holds nothing yet; a writer's PENDING as W, the step that finishes its
+//   transaction, is never refused, so the rule closes no wait cycle. (RESERVED gets no such
+//   rule: two writers each waiting for the other's demand to be served would hold each other
+//   off, and a claim handed to one would be refused to it because of the other's demand.)
+//   Every demand write also hands whatever no claim holds to the sessions waiting for it
+//   (writers first), so a free region never waits behind a demand nobody else would serve: the
+//   waiter that gets it and no longer needs it yields it at the next demand. The host learns of
+//   demand from every record it reads; a refusal always re-reads, so stale knowledge costs one
+//   read.
 //
 // COHERENCE
 //   When a claim is granted and the database's version differs from the last one this host saw,
@@ -261,6 +264,7 @@ class LeaseManager {
     uint64_t revision = 0;
     TimePoint since;    // when we first saw `revision`
     TimePoint checked;  // when we last read the session record
+    bool dead = false;  // gone or declared dead: session ids are never reused, so for good
   };
   struct Database {
     RegionModes claims{};  // what the store says we hold
