@@ -517,10 +517,6 @@ void LeaseManager::lock_database(std::unique_lock<std::mutex>& lock, Database& d
 
 void LeaseManager::unlock_database(Database& db) {
   db.busy = false;
-  if (db.revisit) {  // the background thread skipped this database while it was busy
-    db.revisit = false;
-    wake_background_ = true;
-  }
   changed_.notify_all();
 }
 
@@ -1093,8 +1089,8 @@ TimePoint LeaseManager::tick() {
       const bool woken = db.yield_now;  // a local lock went while competing
       db.yield_now = false;             // this visit is the wakeup it asked for
       if (!AnyHeld(db.claims) && !db.demand_pending) continue;
-      if (db.busy) {  // a store operation is in flight: look again when it ends
-        db.revisit = true;
+      if (db.busy) {  // a store operation is in flight: look again soon, not at the next renewal
+        next = std::min(next, now + config_.poll_interval);
         continue;
       }
       if (db.competing && now - db.competitor_seen > config_.competition_memory)

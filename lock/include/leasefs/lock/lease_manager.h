@@ -292,7 +292,6 @@ class LeaseManager {
     Duration linger = Duration::zero();
     uint64_t handoff_revision = 0;
     uint64_t releases = 0;  // release_claims() calls finished (set_use waits on it)
-    bool revisit = false;   // tick() skipped it while busy: wake the background thread after
   };
   enum class Release {
     kAll,     // everything beyond local use (idle release, relinquish, stop)
