@@ -392,6 +392,7 @@ bool LeaseManager::renew() {
     for (auto& [name, db] : databases_) {
       db.claims = RegionModes{};
       db.demand_pending = false;  // the dead session's demand is nothing to poll for
+      db.unsettled = false;
     }
     return false;
   }
@@ -455,6 +456,7 @@ void LeaseManager::rejoin() {
     db.writer = false;
     db.known = Record{};
     db.others_want = RegionModes{};
+    db.unsettled = false;
     db.handoff_at.reset();
     db.linger = Duration::zero();
     db.handoff_revision = 0;
@@ -596,6 +598,13 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
   db.seen_version = true;
 }
 
+ClaimResult LeaseManager::unsettled_write(const std::string& name) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  databases_[name].unsettled = true;
+  wake_background_ = true;
+  return ClaimResult::kUnavailable;
+}
+
 bool LeaseManager::is_competitor(const std::string& session) {
   std::string me;
   {
@@ -728,7 +737,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
           current = std::move(w.record);
           continue;
         }
-        if (!w.ok()) return ClaimResult::kUnavailable;
+        if (!w.ok()) return unsettled_write(name);
         remember(name, Record{key, w.record.revision, body});
       }
       adopt(name, record.mine(session_id_), version);
@@ -760,7 +769,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         current = std::move(w.record);
         continue;
       }
-      if (!w.ok()) return ClaimResult::kUnavailable;
+      if (!w.ok()) return unsettled_write(name);
       remember(name, Record{key, w.record.revision, body});
     }
 
@@ -936,6 +945,8 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       if (!read.ok()) break;
       seen = std::move(read.record);
       remember(name, seen);
+      std::lock_guard<std::mutex> guard(mutex_);
+      db.unsettled = false;  // what this read shows is adopted or released below
     }
     DatabaseRecord record;
     if (!DatabaseRecord::Parse(seen.body, &record)) break;
@@ -1034,6 +1045,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       // read gives back whatever did not go.
       std::lock_guard<std::mutex> guard(mutex_);
       for (size_t i = 0; i < kRegionCount; i++) db.claims[i] = std::min(db.claims[i], keep[i]);
+      db.unsettled = true;
       break;
     }
     remember(name, Record{key, w.record.revision, body});
@@ -1088,9 +1100,17 @@ TimePoint LeaseManager::tick() {
     for (auto& [name, db] : databases_) {
       const bool woken = db.yield_now;  // a local lock went while competing
       db.yield_now = false;             // this visit is the wakeup it asked for
-      if (!AnyHeld(db.claims) && !db.demand_pending) continue;
+      if (!AnyHeld(db.claims) && !db.demand_pending && !db.unsettled) continue;
       if (db.busy) {  // a store operation is in flight: look again soon, not at the next renewal
         next = std::min(next, now + config_.poll_interval);
+        continue;
+      }
+      if (db.unsettled) {  // look at the record until a read succeeds (see Database::unsettled)
+        if (now - db.demand_checked >= config_.poll_interval) {
+          work.push_back({name, Release::kDemand});
+          db.demand_checked = now;
+        }
+        next = std::min(next, db.demand_checked + config_.poll_interval);
         continue;
       }
       if (db.competing && now - db.competitor_seen > config_.competition_memory)

@@ -164,9 +164,12 @@ def run_counter_workload(paths, per_writer, with_readers=True):
     stop.set()
     for p in readers:
         p.join(timeout=60)
+    stuck = [("writer" if p in writers else "reader") for p in writers + readers if p.is_alive()]
     for p in writers + readers:
         if p.is_alive():
             p.kill()
+    if stuck:  # a lock that never came (SQLite's busy timeout is 60 s): a liveness failure
+        raise AssertionError(f"{len(stuck)} process(es) still waiting at the end: {stuck}")
     committed = reads = torn = 0
     for _ in writers + readers:
         item = results.get(timeout=30)

@@ -25,7 +25,9 @@ class FaultyStore final : public LeaseStore {
  public:
   // kAmbiguousThenDown: the next write lands but is answered "ambiguous", and the store is down
   // from then on (the settling read fails too).
-  enum class Fault { kNone, kDown, kAmbiguousAfterApply, kAmbiguousThenDown };
+  // kLostThenDown: the next write does not land, is answered "ambiguous", and the store is down
+  // from then on.
+  enum class Fault { kNone, kDown, kAmbiguousAfterApply, kAmbiguousThenDown, kLostThenDown };
   explicit FaultyStore(LeaseStore& inner) : inner_(inner) {}
   void set_fault(Fault fault) { fault_ = fault; }
   uint64_t requests() const { return requests_; }
@@ -39,6 +41,13 @@ class FaultyStore final : public LeaseStore {
                   TimePoint deadline) override {
     requests_++;
     if (fault_ == Fault::kDown) return Down();
+    if (fault_ == Fault::kLostThenDown) {
+      fault_ = Fault::kDown;
+      StoreResult r;
+      r.outcome = StoreOutcome::kAmbiguous;
+      r.error = "injected: connection reset after sending";
+      return r;
+    }
     StoreResult r = inner_.put(key, revision, body, deadline);
     if ((fault_ == Fault::kAmbiguousAfterApply || fault_ == Fault::kAmbiguousThenDown) && r.ok()) {
       if (fault_ == Fault::kAmbiguousThenDown) fault_ = Fault::kDown;
@@ -698,7 +707,7 @@ TEST_F(LeaseManagerTest, UnsettledReleaseWriteGivesUpTheClaimsLocally) {
   Host& a = AddHost("a");
   Host& b = AddHost("b");
   ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);  // B was here: A
-  b.manager->set_use("app.db", kNothing);                                    // competes
+  b.manager->set_use("app.db", kNothing);                                   // competes
   clock_.advance(seconds(2));
   b.manager->tick();
   ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
@@ -713,6 +722,33 @@ TEST_F(LeaseManagerTest, UnsettledReleaseWriteGivesUpTheClaimsLocally) {
   EXPECT_NE(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
   ASSERT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
   EXPECT_TRUE(b.manager->may_write("app.db"));
+}
+
+// The other outcome of an unsettled release write: it did not land. The host believes in less
+// than the store says it holds; once the store answers again it must read the record and give
+// the claims up by itself, or the waiting host would wait on them for ever (nothing else would
+// ever make this host look: it thinks it holds nothing).
+TEST_F(LeaseManagerTest, UnsettledReleaseWriteThatDidNotLandIsCleanedUpLater) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  b.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  b.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
+  a.manager->set_use("app.db", kNothing);
+  a.store.set_fault(FaultyStore::Fault::kLostThenDown);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();  // the yield is lost, and so is the read that would settle it
+  EXPECT_EQ(a.manager->held("app.db"), kNothing);
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);  // still A's in the store
+  a.store.set_fault(FaultyStore::Fault::kNone);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();  // A reads the record: claims it did not believe in, B waiting: yielded
+  ASSERT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_EQ(a.listener.flushes["app.db"], 2) << "flushed before each attempt to yield";
 }
 
 // An eager yield that hands the waiter what it asked for is taken, even when the waiter never

@@ -292,6 +292,11 @@ class LeaseManager {
     Duration linger = Duration::zero();
     uint64_t handoff_revision = 0;
     uint64_t releases = 0;  // release_claims() calls finished (set_use waits on it)
+    // A write of ours to the record failed without a settled outcome: it may or may not have
+    // landed, so the store may hold claims or demand of ours we do not believe in. The
+    // background thread reads the record (and adopts or releases what it finds) until a read
+    // succeeds; nothing else would ever look, and another host would wait on them for ever.
+    bool unsettled = false;
   };
   enum class Release {
     kAll,     // everything beyond local use (idle release, relinquish, stop)
@@ -314,6 +319,9 @@ class LeaseManager {
   // grants claims we did not know of and the version moved. Called with db.busy held.
   void adopt(const std::string& name, const RegionModes& mine, uint64_t version);
   void remember(const std::string& name, const Record& record);
+  // A claim or demand write of acquire() failed unsettled: marks the database (see
+  // Database::unsettled) and answers kUnavailable.
+  ClaimResult unsettled_write(const std::string& name);
   // Whether `session` (not ours) counts as competing: in claims or demand, or the last writer
   // of a record while still alive.
   bool is_competitor(const std::string& session);
