@@ -98,6 +98,14 @@ RegionModes ModesFromJson(const json& in) {
 
 constexpr size_t kPendingIndex = static_cast<size_t>(Region::kPending);
 
+// Writer priority (see the header): entering PENDING as R while another session waits for it as
+// W must wait.
+bool HeldOffByWriter(const RegionModes& others_want, const RegionModes& entering) {
+  return entering[kPendingIndex] == Mode::kRead && others_want[kPendingIndex] == Mode::kWrite;
+}
+
+}  // namespace
+
 // The body of db/<id>.
 struct DatabaseRecord {
   uint64_t version = 0;
@@ -144,8 +152,8 @@ struct DatabaseRecord {
 
   // Hands every waiting session (other than `except`) the claims it demands that no claim in the
   // record conflicts with, in this same write. Returns whether anything was handed over.
-  // Writers first (see WriterWaitsForPending): a demand for PENDING as R is not granted while
-  // one for PENDING as W still waits.
+  // Writers first (HeldOffByWriter): a demand for PENDING as R is not granted while one for
+  // PENDING as W still waits.
   bool hand_over(const std::string& except) {
     bool handed = false;
     for (bool writers : {true, false}) {
@@ -153,7 +161,7 @@ struct DatabaseRecord {
         const std::string& waiter = it->first;
         const Mode pending = it->second[kPendingIndex];
         bool free = waiter != except && (pending == Mode::kWrite) == writers &&
-                    (pending != Mode::kRead || !WriterWaitsForPending(waiter));
+                    !HeldOffByWriter(others_want(waiter), it->second);
         for (const auto& [holder, modes] : claims) {
           if (holder == waiter || !free) continue;
           for (size_t i = 0; i < kRegionCount && free; i++) {
@@ -171,17 +179,6 @@ struct DatabaseRecord {
       }
     }
     return handed;
-  }
-
-  // Another session than `session` waits for PENDING as W: SQLite's writer priority. Locally a
-  // PENDING lock keeps new readers out until the writer has EXCLUSIVE; across hosts a PENDING
-  // claim as R is how a reader starts, so while a writer waits for PENDING no new PENDING R
-  // claim is granted, or readers on other hosts taking turns would starve it for ever.
-  bool WriterWaitsForPending(const std::string& session) const {
-    for (const auto& [other, wanted] : demand) {
-      if (other != session && wanted[kPendingIndex] == Mode::kWrite) return true;
-    }
-    return false;
   }
 
   // The strongest mode any session other than `session` demands, per region.
@@ -204,6 +201,8 @@ struct DatabaseRecord {
     return false;
   }
 };
+
+namespace {
 
 std::string SessionBody(const std::string& name, bool alive, const std::string& token) {
   return json{{"name", name}, {"state", alive ? "alive" : "dead"}, {"token", token}}.dump();
@@ -241,12 +240,6 @@ bool UsesDatabaseRegions(const RegionModes& use, Mode mode) {
     if (use[static_cast<size_t>(r)] >= mode) return true;
   }
   return false;
-}
-
-// Writer priority (see the header): entering PENDING as R while another session waits for it as
-// W must wait.
-bool HeldOffByWriter(const RegionModes& others_want, const RegionModes& entering) {
-  return entering[kPendingIndex] == Mode::kRead && others_want[kPendingIndex] == Mode::kWrite;
 }
 
 }  // namespace
@@ -598,6 +591,16 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
   db.seen_version = true;
 }
 
+StoreResult LeaseManager::write_record(const std::string& name, uint64_t revision,
+                                       const DatabaseRecord& record) {
+  const std::string key = DatabaseKey(name);
+  const std::string token = next_token();
+  const std::string body = record.Serialize(session_id_, token);
+  StoreResult w = settle(key, store_put(key, revision, body), token);
+  if (w.ok()) remember(name, Record{key, w.record.revision, body});
+  return w;
+}
+
 ClaimResult LeaseManager::unsettled_write(const std::string& name) {
   std::lock_guard<std::mutex> guard(mutex_);
   databases_[name].unsettled = true;
@@ -730,15 +733,12 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       changed |= record.hand_over(session_id_);
       uint64_t version = record.version;
       if (changed) {
-        std::string token = next_token();
-        std::string body = record.Serialize(session_id_, token);
-        StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+        StoreResult w = write_record(name, seen.revision, record);
         if (w.outcome == StoreOutcome::kConflict) {
           current = std::move(w.record);
           continue;
         }
         if (!w.ok()) return unsettled_write(name);
-        remember(name, Record{key, w.record.revision, body});
       }
       adopt(name, record.mine(session_id_), version);
       std::lock_guard<std::mutex> guard(mutex_);
@@ -762,15 +762,12 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
     if (!unchanged) {  // granted to us already (handed over by the holder): nothing to write
       record.claims[session_id_] = mine;
       record.demand.erase(session_id_);
-      std::string token = next_token();
-      std::string body = record.Serialize(session_id_, token);
-      StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+      StoreResult w = write_record(name, seen.revision, record);
       if (w.outcome == StoreOutcome::kConflict) {
         current = std::move(w.record);
         continue;
       }
       if (!w.ok()) return unsettled_write(name);
-      remember(name, Record{key, w.record.revision, body});
     }
 
     bool invalidate;
@@ -1008,8 +1005,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
         reason == Release::kAll && !AnyHeld(use) && record.demand.count(session_id_) > 0;
     if (keep == mine && !withdraw) {
       if (!fresh) continue;  // judged on our old copy: look at the real record
-      adopt(name, mine, record.version);
-      ok = true;
+      ok = true;             // (what the record gives us was adopted above)
       std::lock_guard<std::mutex> guard(mutex_);
       db.demand_pending = record.demand.count(session_id_) > 0;
       break;
@@ -1032,9 +1028,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     }
     if (withdraw) record.demand.erase(session_id_);
     const bool handed = record.hand_over(session_id_);
-    std::string token = next_token();
-    std::string body = record.Serialize(session_id_, token);
-    StoreResult w = settle(key, store_put(key, seen.revision, body), token);
+    StoreResult w = write_record(name, seen.revision, record);
     if (w.outcome == StoreOutcome::kConflict) {
       current = std::move(w.record);
       continue;
@@ -1048,7 +1042,6 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       db.unsettled = true;
       break;
     }
-    remember(name, Record{key, w.record.revision, body});
     std::lock_guard<std::mutex> guard(mutex_);
     db.claims = keep;
     db.demand_pending = record.demand.count(session_id_) > 0;

@@ -96,6 +96,12 @@ const RegionModes kNothing{};
 const RegionModes kShared = Use({{Region::kShared, Mode::kRead}});
 const RegionModes kReserved =
     Use({{Region::kShared, Mode::kRead}, {Region::kReserved, Mode::kWrite}});
+// A writer at COMMIT, asking for PENDING on its way to EXCLUSIVE.
+const RegionModes kCommitting = Use({{Region::kPending, Mode::kWrite},
+                                     {Region::kReserved, Mode::kWrite},
+                                     {Region::kShared, Mode::kRead}});
+// A reader starting a transaction: PENDING on its way to SHARED.
+const RegionModes kPendingRead = Use({{Region::kPending, Mode::kRead}});
 const RegionModes kExclusive = Use({{Region::kPending, Mode::kWrite},
                                     {Region::kReserved, Mode::kWrite},
                                     {Region::kShared, Mode::kWrite}});
@@ -126,6 +132,13 @@ class LeaseManagerTest : public ::testing::Test {
   void TearDown() override {
     hosts_.clear();
     store_.reset();
+  }
+  // A writer's transaction ends (it wrote); 1 ms later its background step runs.
+  void CommitAndYield(Host& writer) {
+    writer.manager->mark_dirty("app.db");
+    writer.manager->set_use("app.db", kNothing);
+    clock_.advance(milliseconds(1));
+    writer.manager->tick();
   }
   Host& AddHost(const std::string& name, LeaseConfig config = {}) {
     hosts_.push_back(std::make_unique<Host>(*store_, clock_, name, config));
@@ -589,22 +602,15 @@ TEST_F(LeaseManagerTest, WaitingWriterKeepsNewReadersOut) {
   reader.manager->set_use("app.db", kShared);  // a read transaction in progress
   ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
   // COMMIT: PENDING as W conflicts with the reader's PENDING claim (cached): demand.
-  EXPECT_EQ(writer.manager->acquire("app.db", Use({{Region::kPending, Mode::kWrite},
-                                                   {Region::kReserved, Mode::kWrite},
-                                                   {Region::kShared, Mode::kRead}})),
-            ClaimResult::kBusy);
+  EXPECT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);
   // A new reader elsewhere must not get in ahead of the writer.
-  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
-            ClaimResult::kBusy);
+  EXPECT_EQ(late.manager->acquire("app.db", kPendingRead), ClaimResult::kBusy);
   // The reader, at its next look for demand (L/4), yields its idle PENDING claim, and SHARED
   // once its transaction ends.
   clock_.advance(seconds(3));
   reader.manager->tick();
-  EXPECT_EQ(writer.manager->acquire("app.db", Use({{Region::kPending, Mode::kWrite},
-                                                   {Region::kReserved, Mode::kWrite},
-                                                   {Region::kShared, Mode::kRead}})),
-            ClaimResult::kGranted);
-  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
+  EXPECT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kGranted);
+  EXPECT_EQ(late.manager->acquire("app.db", kPendingRead),
             ClaimResult::kBusy);  // PENDING is the writer's now
   // EXCLUSIVE: the reader's SHARED claim is in the way; once its transaction ends it yields.
   EXPECT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
@@ -612,12 +618,8 @@ TEST_F(LeaseManagerTest, WaitingWriterKeepsNewReadersOut) {
   clock_.advance(milliseconds(1));
   reader.manager->tick();
   ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
-  writer.manager->mark_dirty("app.db");
-  writer.manager->set_use("app.db", kNothing);
-  clock_.advance(milliseconds(1));
-  writer.manager->tick();  // the writer, competing, yields: the late reader's demand is handed over
-  EXPECT_EQ(late.manager->acquire("app.db", Use({{Region::kPending, Mode::kRead}})),
-            ClaimResult::kGranted);
+  CommitAndYield(writer);  // competing: yields, and the late reader's demand is handed over
+  EXPECT_EQ(late.manager->acquire("app.db", kPendingRead), ClaimResult::kGranted);
 }
 
 // The 3-host stall this rule fixes: readers on a host that caches PENDING as R take it in
@@ -627,41 +629,34 @@ TEST_F(LeaseManagerTest, WaitingWriterKeepsNewReadersOut) {
 TEST_F(LeaseManagerTest, CachedPendingDoesNotLetNewReadersAheadOfAWaitingWriter) {
   Host& readers = AddHost("readers");
   Host& writer = AddHost("writer");
-  const RegionModes pending = Use({{Region::kPending, Mode::kRead}});
   const RegionModes starting =
       Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}});
   // Reader 1 holds PENDING on its way to SHARED.
   ASSERT_EQ(readers.manager->acquire("app.db", starting, starting), ClaimResult::kGranted);
   ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
   // COMMIT: PENDING as W is in the way of the readers' PENDING claim.
-  const RegionModes committing = Use({{Region::kPending, Mode::kWrite},
-                                      {Region::kReserved, Mode::kWrite},
-                                      {Region::kShared, Mode::kRead}});
-  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kBusy);
+  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);
   // The readers' host reads the demand; PENDING is in use, so it stays.
   clock_.advance(seconds(3));
   readers.manager->tick();
-  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kBusy);
+  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);
   // Reader 2 enters PENDING: the cached claim covers it, but a writer waits, so it is refused.
-  EXPECT_EQ(readers.manager->acquire("app.db", starting, pending), ClaimResult::kBusy);
+  EXPECT_EQ(readers.manager->acquire("app.db", starting, kPendingRead), ClaimResult::kBusy);
   // Reader 1, already holding PENDING, is not: it only adds SHARED, and then leaves PENDING.
   ASSERT_EQ(readers.manager->acquire("app.db", starting, Use({{Region::kShared, Mode::kRead}})),
             ClaimResult::kGranted);
   readers.manager->set_use("app.db", kShared);
   clock_.advance(milliseconds(1));
   readers.manager->tick();  // PENDING is idle now: yielded, and handed to the writer
-  ASSERT_EQ(writer.manager->acquire("app.db", committing), ClaimResult::kGranted);
+  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kGranted);
   // EXCLUSIVE once reader 1's transaction ends.
   EXPECT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
   readers.manager->set_use("app.db", kNothing);
   clock_.advance(milliseconds(1));
   readers.manager->tick();
   ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
-  writer.manager->mark_dirty("app.db");
-  writer.manager->set_use("app.db", kNothing);
-  clock_.advance(milliseconds(1));
-  writer.manager->tick();  // competing: yields, and hands the readers' demand over
-  EXPECT_EQ(readers.manager->acquire("app.db", starting, pending), ClaimResult::kGranted);
+  CommitAndYield(writer);  // competing: yields, and hands the readers' demand over
+  EXPECT_EQ(readers.manager->acquire("app.db", starting, kPendingRead), ClaimResult::kGranted);
 }
 
 // A claim handed over to a host that no longer wants it, and released by it before it ever

@@ -116,6 +116,8 @@
 
 namespace leasefs::lock {
 
+struct DatabaseRecord;  // the body of a database's lease record (lease_manager.cc)
+
 enum class Region : uint8_t {
   kPending,   // database file, SQLite PENDING byte
   kReserved,  // database file, RESERVED byte
@@ -319,6 +321,10 @@ class LeaseManager {
   // grants claims we did not know of and the version moved. Called with db.busy held.
   void adopt(const std::string& name, const RegionModes& mine, uint64_t version);
   void remember(const std::string& name, const Record& record);
+  // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
+  // ambiguous) and remembers it if it landed. kConflict carries the current record.
+  StoreResult write_record(const std::string& name, uint64_t revision,
+                           const DatabaseRecord& record);
   // A claim or demand write of acquire() failed unsettled: marks the database (see
   // Database::unsettled) and answers kUnavailable.
   ClaimResult unsettled_write(const std::string& name);
