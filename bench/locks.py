@@ -20,8 +20,14 @@
    heartbeat), from which bench/README.md estimates the monthly cost. Target: >= 30 tx/s, aim
    <= 3 requests per handoff.
 
+4. Three hosts: py_cluster's concurrency workload (tests/py/test_cluster.py) as a rate. Three
+   mounts; on each a BEGIN IMMEDIATE writer, a deferred-BEGIN writer and a reader looping read
+   transactions; --three-hosts-per-writer commits per writer. Reports commits/s (the hosts' first
+   meeting included, as in the test) and checks the counter. 0 skips it.
+
 Usage: bench/locks.py [--build-dir DIR] [--work-dir DIR] [--seconds S] [--warmup-seconds S]
                       [--store local|dynamodb] [--latency-ms MS] [--idle-seconds S]
+                      [--three-hosts-per-writer N]
 Every mount and process it starts is cleaned up, also on failure or Ctrl-C.
 """
 import argparse
@@ -147,6 +153,28 @@ def idle_requests(build, work, seconds, dynamo):
     return {op: (after.get(op, 0) - before.get(op, 0)) / seconds for op in after}
 
 
+def three_hosts(build, work, per_writer, dynamo):
+    """py_cluster's 3-mount workload; (commits, reads, torn, seconds)."""
+    from test_cluster import counter_value, create_counter, run_counter_workload
+    src = os.path.join(work, "three-src")
+    os.makedirs(src)
+    store = store_uri(work, "three", dynamo)
+    mounts = []
+    for i in range(3):
+        mounts.append(os.path.join(work, f"three-mnt{i}"))
+        mount(os.path.join(build, "leasefs"), src, mounts[-1], "--lease-store", store)
+    paths = [os.path.join(m, "counter.db") for m in mounts]
+    create_counter(paths[0], "delete")
+    started = time.monotonic()
+    committed, reads, torn, codes = run_counter_workload(paths, per_writer)
+    elapsed = time.monotonic() - started
+    value = counter_value(paths[0])
+    unmount_all()
+    if codes != [0] * len(codes) or value != (committed, "ok"):
+        raise RuntimeError(f"three hosts: exit codes {codes}, counter {value}, {committed} commits")
+    return committed, reads, torn, elapsed
+
+
 def take_turns(mounts, synchronous, seconds):
     """One process per mount taking strict turns for `seconds`; [(transactions, waits)]."""
     a_to_b_recv, a_to_b_send = multiprocessing.Pipe(duplex=False)
@@ -233,6 +261,8 @@ def main():
     parser.add_argument("--store", choices=("local", "dynamodb"), default="local")
     parser.add_argument("--latency-ms", type=float, default=5,
                         help="with --store dynamodb: latency added to every request")
+    parser.add_argument("--three-hosts-per-writer", type=int, default=40,
+                        help="commits per writer in the three-host workload (0: skip it)")
     parser.add_argument("--idle-seconds", type=float, default=30,
                         help="with --store dynamodb: how long to count an idle mount's requests")
     args = parser.parse_args()
@@ -271,6 +301,12 @@ def main():
                 print("  DynamoDB requests per transaction: " + ", ".join(
                     f"{op} {n:.2f}" for op, n in sorted(r["requests_per_tx_by_operation"].items())
                     if n))
+        if args.three_hosts_per_writer > 0:
+            committed, reads, torn, elapsed = three_hosts(build, work, args.three_hosts_per_writer,
+                                                          dynamo)
+            print(f"three hosts, 2 writers + 1 reader each: {committed} commits in {elapsed:.1f} s "
+                  f"({committed / elapsed:.0f} tx/s, first meeting included), {reads} reads, "
+                  f"{torn} torn")
     finally:
         unmount_all()
         shutil.rmtree(work, ignore_errors=True)
