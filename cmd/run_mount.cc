@@ -226,7 +226,8 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
                        : "none, host-local locks");
   int rc = session->run();
   sd_notify(0, "STOPPING=1");
-  session.reset();  // unmount before giving up claims
+  fs->attach_session(nullptr);  // no cache notification may reach a session being destroyed
+  session.reset();              // unmount before giving up claims
   metrics.reset();
   if (locking) locking->stop();
   spdlog::info("unmounted {}", o.mountpoint);

@@ -91,7 +91,9 @@ int RunStatus(const std::string& mountpoint, bool as_json) {
       Count(st, "invalidations"), Count(st, "sessions_reaped"));
   std::printf("databases\n");
   for (const json& db : s["databases"]) {
-    std::printf("  %s\n    claims %s; in use %s; version %llu%s%s\n", db.value("name", "").c_str(),
+    std::string path = db.value("path", "");
+    std::printf("  %s (%s)\n    claims %s; in use %s; version %llu%s%s\n",
+                path.empty() ? "?" : path.c_str(), db.value("name", "").c_str(),
                 ModesText(db["claims"]).c_str(), ModesText(db["in_use"]).c_str(),
                 Count(db, "version"), db.value("dirty", false) ? "; written" : "",
                 db.value("competing", false) ? "; other hosts active" : "");

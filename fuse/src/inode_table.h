@@ -15,6 +15,7 @@
 // Lock ordering: InodeTable::mutex_ is a leaf; nothing else is acquired while it is held.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -86,20 +87,34 @@ class InodeTable {
     inode.lookups++;
   }
 
-  // Drops `count` kernel references; destroys the Inode when none remain.
-  void forget(Inode& inode, uint64_t count) {
+  // Drops `count` kernel references; destroys the Inode when none remain. Returns true if it
+  // did (its descriptor is closed by then: the backing inode number may be reused from now on).
+  bool forget(Inode& inode, uint64_t count) {
     std::unique_ptr<Inode> doomed;
     {
       std::lock_guard<std::mutex> guard(mutex_);
-      if (&inode == &root_) return;
+      if (&inode == &root_) return false;
       inode.lookups = count >= inode.lookups ? 0 : inode.lookups - count;
-      if (inode.lookups > 0) return;
+      if (inode.lookups > 0) return false;
       auto it = inodes_.find({inode.device, inode.number});
-      if (it == inodes_.end() || it->second.get() != &inode) return;
+      if (it == inodes_.end() || it->second.get() != &inode) return false;
       doomed = std::move(it->second);
       inodes_.erase(it);
     }
-    // `doomed` closes the descriptor outside the lock.
+    return true;  // `doomed` closes the descriptor outside the lock
+  }
+
+  // A duplicate of the O_PATH descriptor of a backing file the kernel currently knows, or -1.
+  // (dup() is the one system call made under the lock: it cannot block.)
+  int dup_path_fd(dev_t device, ino_t number) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    const Inode* inode = nullptr;
+    if (device == root_.device && number == root_.number) {
+      inode = &root_;
+    } else if (auto it = inodes_.find({device, number}); it != inodes_.end()) {
+      inode = it->second.get();
+    }
+    return inode ? fcntl(inode->fd, F_DUPFD_CLOEXEC, 0) : -1;
   }
 
   // The Inode for a backing file the kernel currently knows, or nullptr. The pointer is only an

@@ -34,11 +34,16 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "inode_table.h"
@@ -66,19 +71,62 @@ bool is_dot_or_dotdot(const char* name) {
   return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 
+// A write-class operation admitted by the WriteGate. The gate may take a claim for the
+// operation alone (lock/host_locks.h, FENCING); it is given back when this goes out of scope,
+// after the backing call.
+class Admission {
+ public:
+  explicit Admission(lock::WriteGate* gate) : gate_(gate) {}
+  ~Admission() {
+    if (gate_ && ticket_) gate_->end_write(ticket_);
+  }
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+  int admit(const lock::FileRef& file, lock::WriteKind kind, std::string_view name) {
+    return gate_ ? gate_->admit(file, kind, name, &ticket_) : 0;
+  }
+
+ private:
+  lock::WriteGate* gate_;
+  lock::WriteTicket ticket_;
+};
+
 class PassthroughImpl;
 PassthroughImpl& self(fuse_req_t req) {
   return *static_cast<PassthroughImpl*>(fuse_req_userdata(req));
 }
 
+// Kernel cache notifications run on a thread of their own, and the caller waits for them only
+// for a bounded time. A notification blocks in the kernel while a request that holds the same
+// inode's lock is in flight (an unlink or rename holds its directory's, a write its file's), and
+// such a request may itself be waiting for the lease machinery that asked for the notification
+// (a write admitted under a claim taken for it, lock/host_locks.h FENCING): waiting without
+// bound would deadlock. Past the bound the notification still happens, as soon as that request
+// is answered; the requests that can hold those locks meanwhile are this host's own writes under
+// the very claim being taken.
 class KernelInvalidator final : public lock::CacheInvalidator {
  public:
   KernelInvalidator(PassthroughImpl& fs) : fs_(fs) {}
+  ~KernelInvalidator() override;
   void invalidate_file(const lock::FileRef& file) override;
   void invalidate_name(const lock::FileRef& dir, std::string_view name) override;
+  int open_known(const lock::FileRef& file) override;
 
  private:
+  struct Job {
+    std::function<void()> work;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  void run(std::function<void()> work);
+
+  static constexpr auto kNotifyWait = std::chrono::milliseconds(200);
   PassthroughImpl& fs_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 class PassthroughImpl final : public Passthrough {
@@ -112,6 +160,13 @@ class PassthroughImpl final : public Passthrough {
 
   fuse_session* session() const { return session_.load(); }
   fuse_ino_t node_id_of(const lock::FileRef& file) const;
+  int open_known(const lock::FileRef& file) const {
+    int path_fd = inodes_.dup_path_fd(file.device, file.inode);
+    if (path_fd < 0) return -1;
+    int fd = ::open(ProcPath(path_fd).c_str(), O_RDONLY | O_CLOEXEC);
+    ::close(path_fd);
+    return fd;
+  }
 
  private:
   // ---- helpers --------------------------------------------------------------------------
@@ -128,8 +183,18 @@ class PassthroughImpl final : public Passthrough {
            config_.hidden_root_name == name;
   }
 
-  int admit(const Inode& inode, lock::WriteKind kind, std::string_view name = {}) {
-    return seams_.write_gate ? seams_.write_gate->admit(ref(inode), kind, name) : 0;
+  // Admits a write-class operation on `inode` (or on `name` inside it) for as long as
+  // `admission` lives.
+  int admit(Admission& admission, const Inode& inode, lock::WriteKind kind,
+            std::string_view name = {}) {
+    return admission.admit(ref(inode), kind, name);
+  }
+  Admission admission() { return Admission(seams_.write_gate); }
+
+  // Drops kernel references (FORGET); a destroyed inode is forgotten by the lock manager too.
+  void forget(Inode& inode, uint64_t count) {
+    const lock::FileRef file{inode.device, inode.number, -1};
+    if (inodes_.forget(inode, count) && seams_.locks) seams_.locks->forget(file);
   }
 
   // Looks `name` up in `parent` and takes one kernel reference on success. Returns 0 or errno.
@@ -186,7 +251,7 @@ class PassthroughImpl final : public Passthrough {
     } else if (err) {
       fuse_reply_err(req, err);
     } else if (fuse_reply_entry(req, &e) == -ENOENT) {
-      inodes_.forget(inode_of(e.ino), 1);  // request was interrupted; the kernel took no reference
+      forget(inode_of(e.ino), 1);  // request was interrupted; the kernel took no reference
     }
   }
 
@@ -252,7 +317,8 @@ class PassthroughImpl final : public Passthrough {
                  const char* link_target) {
     Inode& parent = inode_of(parent_ino);
     if (is_hidden(parent, name)) return (void)fuse_reply_err(req, EPERM);
-    if (int err = admit(parent, lock::WriteKind::kCreate, name))
+    Admission admission = this->admission();
+    if (int err = admit(admission, parent, lock::WriteKind::kCreate, name))
       return (void)fuse_reply_err(req, err);
     mode = creation_mode(req, mode);
     int rc;
@@ -305,14 +371,13 @@ class PassthroughImpl final : public Passthrough {
 
   static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
     auto& fs = self(req);
-    fs.inodes_.forget(fs.inode_of(ino), nlookup);
+    fs.forget(fs.inode_of(ino), nlookup);
     fuse_reply_none(req);
   }
 
   static void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
     auto& fs = self(req);
-    for (size_t i = 0; i < count; i++)
-      fs.inodes_.forget(fs.inode_of(forgets[i].ino), forgets[i].nlookup);
+    for (size_t i = 0; i < count; i++) fs.forget(fs.inode_of(forgets[i].ino), forgets[i].nlookup);
     fuse_reply_none(req);
   }
 
@@ -331,8 +396,10 @@ class PassthroughImpl final : public Passthrough {
     Inode& inode = fs.inode_of(ino);
     ProcPath path(inode.fd);
     int fh = fi ? static_cast<int>(fi->fh) : -1;
-    if (int err = fs.admit(inode, (valid & FUSE_SET_ATTR_SIZE) ? lock::WriteKind::kTruncate
-                                                               : lock::WriteKind::kSetAttr)) {
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, inode,
+                           (valid & FUSE_SET_ATTR_SIZE) ? lock::WriteKind::kTruncate
+                                                        : lock::WriteKind::kSetAttr)) {
       return (void)fuse_reply_err(req, err);
     }
     if (valid & FUSE_SET_ATTR_MODE) {
@@ -408,7 +475,8 @@ class PassthroughImpl final : public Passthrough {
     Inode& inode = fs.inode_of(ino);
     Inode& parent = fs.inode_of(new_parent);
     if (fs.is_hidden(parent, new_name)) return (void)fuse_reply_err(req, EPERM);
-    if (int err = fs.admit(parent, lock::WriteKind::kLink, new_name))
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, parent, lock::WriteKind::kLink, new_name))
       return (void)fuse_reply_err(req, err);
     int rc = linkat(inode.fd, "", parent.fd, new_name, AT_EMPTY_PATH);
     if (rc < 0 && (errno == EPERM || errno == ENOENT)) {
@@ -423,18 +491,22 @@ class PassthroughImpl final : public Passthrough {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
     if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
-    if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, parent, lock::WriteKind::kUnlink, name))
       return (void)fuse_reply_err(req, err);
-    fuse_reply_err(req, unlinkat(parent.fd, name, 0) < 0 ? errno : 0);
+    int rc = unlinkat(parent.fd, name, 0);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
   }
 
   static void op_rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
     if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
-    if (int err = fs.admit(parent, lock::WriteKind::kUnlink, name))
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, parent, lock::WriteKind::kUnlink, name))
       return (void)fuse_reply_err(req, err);
-    fuse_reply_err(req, unlinkat(parent.fd, name, AT_REMOVEDIR) < 0 ? errno : 0);
+    int rc = unlinkat(parent.fd, name, AT_REMOVEDIR);
+    fuse_reply_err(req, rc < 0 ? errno : 0);
   }
 
   static void op_rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
@@ -444,9 +516,10 @@ class PassthroughImpl final : public Passthrough {
     Inode& new_parent = fs.inode_of(new_parent_ino);
     if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, ENOENT);
     if (fs.is_hidden(new_parent, new_name)) return (void)fuse_reply_err(req, EPERM);
-    if (int err = fs.admit(parent, lock::WriteKind::kRename, name))
+    Admission from = fs.admission(), to = fs.admission();
+    if (int err = fs.admit(from, parent, lock::WriteKind::kRename, name))
       return (void)fuse_reply_err(req, err);
-    if (int err = fs.admit(new_parent, lock::WriteKind::kRename, new_name)) {
+    if (int err = fs.admit(to, new_parent, lock::WriteKind::kRename, new_name)) {
       return (void)fuse_reply_err(req, err);
     }
     int rc = renameat2(parent.fd, name, new_parent.fd, new_name, flags);
@@ -456,8 +529,9 @@ class PassthroughImpl final : public Passthrough {
   static void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
+    Admission admission = fs.admission();
     if (fi->flags & O_TRUNC) {
-      if (int err = fs.admit(inode, lock::WriteKind::kTruncate))
+      if (int err = fs.admit(admission, inode, lock::WriteKind::kTruncate))
         return (void)fuse_reply_err(req, err);
     }
     // O_DIRECT is the kernel's business (FUSE sends it uncached already); the backing file is
@@ -477,7 +551,8 @@ class PassthroughImpl final : public Passthrough {
     auto& fs = self(req);
     Inode& parent = fs.inode_of(parent_ino);
     if (fs.is_hidden(parent, name)) return (void)fuse_reply_err(req, EPERM);
-    if (int err = fs.admit(parent, lock::WriteKind::kCreate, name))
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, parent, lock::WriteKind::kCreate, name))
       return (void)fuse_reply_err(req, err);
     // The kernel resolves symlinks itself; O_NOFOLLOW keeps a stale cache from ever making the
     // daemon follow one out of SOURCE.
@@ -502,7 +577,7 @@ class PassthroughImpl final : public Passthrough {
     fi->noflush = 0;
     if (fuse_reply_create(req, &e, fi) == -ENOENT) {
       ::close(fd);
-      fs.inodes_.forget(fs.inode_of(e.ino), 1);
+      fs.forget(fs.inode_of(e.ino), 1);
     }
   }
 
@@ -518,7 +593,9 @@ class PassthroughImpl final : public Passthrough {
                            fuse_file_info* fi) {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
-    if (int err = fs.admit(inode, lock::WriteKind::kWrite)) return (void)fuse_reply_err(req, err);
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, inode, lock::WriteKind::kWrite))
+      return (void)fuse_reply_err(req, err);
     fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     out.buf[0].fd = static_cast<int>(fi->fh);
@@ -627,7 +704,7 @@ class PassthroughImpl final : public Passthrough {
         }
         used = fuse_add_direntry_plus(req, p, remaining, name, &e, next);
         if (used > remaining) {
-          if (looked_up) inodes_.forget(inode_of(e.ino), 1);
+          if (looked_up) forget(inode_of(e.ino), 1);
           break;
         }
       } else {
@@ -678,7 +755,9 @@ class PassthroughImpl final : public Passthrough {
                           size_t size, int flags) {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
-    if (int err = fs.admit(inode, lock::WriteKind::kSetAttr)) return (void)fuse_reply_err(req, err);
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, inode, lock::WriteKind::kSetAttr))
+      return (void)fuse_reply_err(req, err);
     int rc = setxattr(ProcPath(inode.fd).c_str(), name, value, size, flags);
     fuse_reply_err(req, rc < 0 ? errno : 0);
   }
@@ -717,7 +796,9 @@ class PassthroughImpl final : public Passthrough {
   static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
-    if (int err = fs.admit(inode, lock::WriteKind::kSetAttr)) return (void)fuse_reply_err(req, err);
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, inode, lock::WriteKind::kSetAttr))
+      return (void)fuse_reply_err(req, err);
     int rc = removexattr(ProcPath(inode.fd).c_str(), name);
     fuse_reply_err(req, rc < 0 ? errno : 0);
   }
@@ -726,7 +807,8 @@ class PassthroughImpl final : public Passthrough {
                            fuse_file_info* fi) {
     auto& fs = self(req);
     Inode& inode = fs.inode_of(ino);
-    if (int err = fs.admit(inode, lock::WriteKind::kAllocate))
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, inode, lock::WriteKind::kAllocate))
       return (void)fuse_reply_err(req, err);
     if (fallocate(static_cast<int>(fi->fh), mode, offset, length) < 0) {
       return (void)fuse_reply_err(req, errno);
@@ -749,7 +831,9 @@ class PassthroughImpl final : public Passthrough {
                                  size_t len, int flags) {
     auto& fs = self(req);
     Inode& out = fs.inode_of(ino_out);
-    if (int err = fs.admit(out, lock::WriteKind::kWrite)) return (void)fuse_reply_err(req, err);
+    Admission admission = fs.admission();
+    if (int err = fs.admit(admission, out, lock::WriteKind::kWrite))
+      return (void)fuse_reply_err(req, err);
     off_t start = off_out;
     ssize_t n = copy_file_range(static_cast<int>(fi_in->fh), &off_in, static_cast<int>(fi_out->fh),
                                 &off_out, len, static_cast<unsigned>(flags));
@@ -856,24 +940,68 @@ fuse_ino_t PassthroughImpl::node_id_of(const lock::FileRef& file) const {
   return inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(inode);
 }
 
+KernelInvalidator::~KernelInvalidator() {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void KernelInvalidator::run(std::function<void()> work) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!thread_.joinable()) {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> jobs_lock(mutex_);
+      while (true) {
+        changed_.wait(jobs_lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, and nothing left to do
+        Job job = std::move(jobs_.front());
+        jobs_.pop_front();
+        jobs_lock.unlock();
+        job.work();
+        job.done->store(true);
+        jobs_lock.lock();
+        changed_.notify_all();
+      }
+    });
+  }
+  jobs_.push_back(Job{std::move(work), done});
+  changed_.notify_all();
+  if (!changed_.wait_for(lock, kNotifyWait, [&] { return done->load(); })) {
+    spdlog::debug("a cache notification waits for a request in flight; not waiting for it");
+  }
+}
+
 // Invalidation names a node the kernel may already have forgotten, or (if its Inode was freed and
 // the address reused) a different node: the kernel answers ENOENT for the first and merely drops a
 // cache for the second. Both are harmless, which is why no reference is held across the call.
 void KernelInvalidator::invalidate_file(const lock::FileRef& file) {
-  fuse_session* session = fs_.session();
   fuse_ino_t node = fs_.node_id_of(file);
-  if (!session || !node) return;
-  int rc = fuse_lowlevel_notify_inval_inode(session, node, 0, 0);
-  if (rc < 0 && rc != -ENOENT) spdlog::warn("cache invalidation failed: {}", std::strerror(-rc));
+  if (!fs_.session() || !node) return;
+  run([this, node] {
+    fuse_session* session = fs_.session();  // null once the mount is ending
+    if (!session) return;
+    int rc = fuse_lowlevel_notify_inval_inode(session, node, 0, 0);
+    if (rc < 0 && rc != -ENOENT) spdlog::warn("cache invalidation failed: {}", std::strerror(-rc));
+  });
 }
 
 void KernelInvalidator::invalidate_name(const lock::FileRef& dir, std::string_view name) {
-  fuse_session* session = fs_.session();
   fuse_ino_t node = fs_.node_id_of(dir);
-  if (!session || !node) return;
-  std::string name_copy(name);
-  int rc = fuse_lowlevel_notify_inval_entry(session, node, name_copy.c_str(), name_copy.size());
-  if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
+  if (!fs_.session() || !node) return;
+  run([this, node, name_copy = std::string(name)] {
+    fuse_session* session = fs_.session();
+    if (!session) return;
+    int rc = fuse_lowlevel_notify_inval_entry(session, node, name_copy.c_str(), name_copy.size());
+    if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
+  });
+}
+
+int KernelInvalidator::open_known(const lock::FileRef& file) {
+  return fs_.open_known(file);
 }
 
 }  // namespace

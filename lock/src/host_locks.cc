@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
 namespace leasefs::lock {
 namespace {
@@ -21,7 +23,8 @@ constexpr uint64_t kSharedFirst = kPendingByte + 2;
 constexpr uint64_t kSharedEnd = kSharedFirst + 510;
 constexpr uint64_t kShmLockFirst = 120;  // WAL lock bytes 120..127
 constexpr uint64_t kShmDms = 128;
-constexpr size_t kMaxCachedInfos = 4096;
+constexpr size_t kMaxCachedInfos = 1 << 16;
+constexpr size_t kMaxNamesPerDatabase = 4;
 
 bool EndsWith(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
@@ -69,12 +72,36 @@ std::string ParentOf(const std::string& relative) {
   return slash == std::string::npos ? std::string() : relative.substr(0, slash);
 }
 
+// Whether `name` in directory `dir` starts with SQLite's file header.
+bool IsSqliteFile(int dir, const std::string& name) {
+  static constexpr char kHeader[16] = "SQLite format 3";  // and its NUL: 16 bytes
+  int fd = openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return false;
+  char head[sizeof kHeader];
+  bool database = pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
+                  std::memcmp(head, kHeader, sizeof head) == 0;
+  ::close(fd);
+  return database;
+}
+
+// The database a "-journal" or "-wal" name belongs to, or empty for any other name.
+std::string DatabaseOfJournal(std::string_view name) {
+  for (std::string_view suffix : {std::string_view("-journal"), std::string_view("-wal")}) {
+    if (name.size() > suffix.size() && name.ends_with(suffix)) {
+      return std::string(name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
-HostLocks::HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator)
+HostLocks::HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
+                     Duration transient_wait)
     : source_(std::move(source)),
       namespace_(std::move(lease_namespace)),
-      invalidator_(invalidator) {}
+      invalidator_(invalidator),
+      transient_wait_(transient_wait) {}
 
 HostLocks::~HostLocks() {
   stop();
@@ -87,17 +114,14 @@ void HostLocks::attach_invalidator(CacheInvalidator* invalidator) {
   invalidator_ = invalidator;
 }
 
-HostLocks::FileInfo HostLocks::Classify(const std::string& relative_path) {
-  FileInfo info;
-  info.path = relative_path;
-  if (EndsWith(relative_path, "-shm")) {
-    info.kind = FileKind::kShm;
-    info.database = relative_path.substr(0, relative_path.size() - 4);
-  } else {
-    info.kind = FileKind::kDatabase;
-    info.database = relative_path;
+std::string HostLocks::lease_at(int at, const std::string& relative) const {
+  struct stat st;
+  const std::string path = at < 0 ? source_ + "/" + relative : relative;
+  if (fstatat(at < 0 ? AT_FDCWD : at, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(st.st_mode)) {
+    return {};
   }
-  return info;
+  return lease_of_inode(st.st_ino);
 }
 
 HostLocks::FileInfo HostLocks::info(const FileRef& file, bool sqlite_locked) {
@@ -107,32 +131,65 @@ HostLocks::FileInfo HostLocks::info(const FileRef& file, bool sqlite_locked) {
     auto it = infos_.find(key);
     if (it != infos_.end()) {
       if (sqlite_locked && it->second.kind == FileKind::kDatabase) {
-        databases_seen_.insert(it->second.database);
+        databases_seen_.insert(it->second.lease);
       }
       return it->second;
     }
   }
-  // The O_PATH descriptor names the backing file; its path relative to SOURCE names the file
-  // for the cluster.
+  // The O_PATH descriptor names the backing file; its path relative to SOURCE tells a -shm
+  // from a database (and names the database in status).
   char link[64];
   std::snprintf(link, sizeof link, "/proc/self/fd/%d", file.path_fd);
   char target[PATH_MAX + 1];
-  ssize_t n = readlink(link, target, PATH_MAX);
+  ssize_t n = file.path_fd >= 0 ? readlink(link, target, PATH_MAX) : -1;
   std::string absolute = n > 0 ? std::string(target, static_cast<size_t>(n)) : std::string();
-  std::string relative;
+  FileInfo result;
   if (absolute == source_) {
-    relative = "";
+    result.path = "";
   } else if (absolute.compare(0, source_.size() + 1, source_ + "/") == 0) {
-    relative = absolute.substr(source_.size() + 1);
+    result.path = absolute.substr(source_.size() + 1);
   } else {
-    relative = "#" + std::to_string(file.device) + ":" + std::to_string(file.inode);
+    result.path = "#" + std::to_string(file.device) + ":" + std::to_string(file.inode);
   }
-  FileInfo result = Classify(relative);
+  result.lease = lease_of_inode(file.inode);
+  if (EndsWith(result.path, "-shm")) {
+    // The WAL lock bytes of the database the -shm is named after, as it is now.
+    std::string database = lease_at(-1, result.path.substr(0, result.path.size() - 4));
+    if (!database.empty()) {
+      result.kind = FileKind::kShm;
+      result.lease = database;
+    }
+  }
   std::lock_guard<std::mutex> guard(mutex_);
-  if (infos_.size() >= kMaxCachedInfos) infos_.clear();
+  if (infos_.size() >= kMaxCachedInfos) infos_.clear();  // forget() normally keeps it small
   infos_[key] = result;
-  if (sqlite_locked && result.kind == FileKind::kDatabase) databases_seen_.insert(result.database);
+  if (result.kind == FileKind::kDatabase) {
+    KnownDatabase& known = known_[result.lease];
+    known.files.insert(key);
+    auto& names = known.names;
+    if (std::find(names.begin(), names.end(), result.path) == names.end()) {
+      if (names.size() >= kMaxNamesPerDatabase) names.erase(names.begin());
+      names.push_back(result.path);
+    }
+    if (sqlite_locked) databases_seen_.insert(result.lease);
+  }
   return result;
+}
+
+void HostLocks::forget(const FileRef& file) {
+  const FileKey key{file.device, file.inode};
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = infos_.find(key);
+  if (it == infos_.end()) return;
+  auto known = known_.find(it->second.lease);
+  if (known != known_.end()) known->second.files.erase(key);
+  infos_.erase(it);
+}
+
+std::string HostLocks::path_of(const std::string& lease) const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = known_.find(lease);
+  return it == known_.end() || it->second.names.empty() ? std::string() : it->second.names.back();
 }
 
 HostLocks::DatabaseLocks& HostLocks::database(const std::string& name) {
@@ -160,6 +217,11 @@ RegionModes HostLocks::use_of(DatabaseLocks& db) const {
         raise(Region::kWhole, ModeOf(state.strongest_in(piece)));
     }
   }
+  if (db.transient_writes > 0) {
+    for (Region region : {Region::kPending, Region::kReserved, Region::kShared}) {
+      raise(region, Mode::kWrite);
+    }
+  }
   return use;
 }
 
@@ -169,7 +231,7 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
   if (int err = RangeFromFlock(request, &range)) return err;
   const bool sqlite_range = Overlaps(range, {kPendingByte, kSharedEnd});
   FileInfo fi = info(file, sqlite_range && request.l_type != F_UNLCK);
-  DatabaseLocks& db = database(fi.database);
+  DatabaseLocks& db = database(fi.lease);
   std::lock_guard<std::mutex> guard(db.mutex);
   const FileKey key{file.device, file.inode};
   db.kinds[key] = fi.kind;
@@ -177,7 +239,7 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
 
   if (request.l_type == F_UNLCK) {
     state.unlock(owner, range);
-    if (leases_) leases_->set_use(lease_name(fi.database), use_of(db));
+    if (leases_) leases_->set_use(fi.lease, use_of(db));
     return 0;
   }
   const LockType type = request.l_type == F_WRLCK ? LockType::kWrite : LockType::kRead;
@@ -196,7 +258,7 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
         entering[static_cast<size_t>(span.region)] = mode;
       }
     }
-    ClaimResult result = leases_->acquire(lease_name(fi.database), use, entering);
+    ClaimResult result = leases_->acquire(fi.lease, use, entering);
     if (result != ClaimResult::kGranted) return EAGAIN;
   }
   state.lock(owner, type, range, pid);
@@ -303,7 +365,7 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
   LockRange range;
   if (int err = RangeFromFlock(*lock, &range)) return err;
   FileInfo fi = info(file, false);
-  DatabaseLocks& db = database(fi.database);
+  DatabaseLocks& db = database(fi.lease);
   std::lock_guard<std::mutex> guard(db.mutex);
   const FileKey key{file.device, file.inode};
   db.kinds[key] = fi.kind;
@@ -320,7 +382,7 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
     }
     for (const RegionSpan& span : spans) {
       if (!Overlaps(span.range, range)) continue;
-      Mode held = leases_->foreign_holder(lease_name(fi.database), span.region, mode);
+      Mode held = leases_->foreign_holder(fi.lease, span.region, mode);
       if (held == Mode::kNone) continue;
       // Report the part of the request the other host's claim covers.
       HeldLock other{0,
@@ -338,7 +400,7 @@ int HostLocks::test_lock(const FileRef& file, uint64_t owner, struct flock* lock
 void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
   counters_.flushes++;
   FileInfo fi = info(file, false);
-  DatabaseLocks& db = database(fi.database);
+  DatabaseLocks& db = database(fi.lease);
   bool abandoned = false;
   {
     std::lock_guard<std::mutex> guard(db.mutex);
@@ -358,14 +420,14 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
     }
     it->second.unlock_all(owner);
     if (leases_) {
-      leases_->set_use(lease_name(fi.database), use_of(db));
+      leases_->set_use(fi.lease, use_of(db));
       if (abandoned) {
         counters_.abandoned_transactions++;
         spdlog::warn(
             "a process closed {} inside a write transaction; releasing its claims so "
             "its journal can be rolled back anywhere",
             fi.path);
-        leases_->relinquish(lease_name(fi.database));
+        leases_->relinquish(fi.lease);
       }
     }
   }
@@ -374,7 +436,7 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
 
 void HostLocks::release_handle(const FileRef& file, uint64_t handle) {
   FileInfo fi = info(file, false);
-  DatabaseLocks& db = database(fi.database);
+  DatabaseLocks& db = database(fi.lease);
   std::lock_guard<std::mutex> guard(db.mutex);
   auto it = db.owners_by_handle.find(handle);
   if (it == db.owners_by_handle.end()) return;
@@ -392,32 +454,124 @@ void HostLocks::release_handle(const FileRef& file, uint64_t handle) {
     }
   }
   if (it->second.empty()) db.owners_by_handle.erase(it);
-  if (changed && leases_) leases_->set_use(lease_name(fi.database), use_of(db));
+  if (changed && leases_) leases_->set_use(fi.lease, use_of(db));
 }
 
-int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name) {
-  // Creating a name changes no data (an O_TRUNC open is admitted as kTruncate), and SQLite
-  // creates its -wal holding only SHARED: creation is not fenced.
-  if (!leases_ || kind == WriteKind::kCreate) return 0;
-  FileInfo fi = info(file, false);
-  std::string target = fi.path;
-  if (!name.empty()) target = (fi.path.empty() ? "" : fi.path + "/") + std::string(name);
-  std::string database = target;
-  for (const char* suffix : {"-journal", "-wal"}) {
-    if (EndsWith(target, suffix)) database = target.substr(0, target.size() - std::strlen(suffix));
+std::string HostLocks::fenced_lease(const FileRef& file, std::string_view name) {
+  if (name.empty()) {
+    FileInfo fi = info(file, false);
+    if (fi.kind == FileKind::kShm) return {};  // the wal-index: shared memory, not data
+    // A journal is fenced by the database named after it now (it is short-lived, and a
+    // database replaced under its name must not be guarded by its predecessor's record).
+    std::string database = DatabaseOfJournal(fi.path);
+    return database.empty() ? fi.lease : lease_at(-1, database);
   }
+  // A directory entry: the database it names, or the one the journal it names belongs to.
+  std::string database = DatabaseOfJournal(name);
+  return lease_at(file.path_fd, database.empty() ? std::string(name) : database);
+}
+
+int HostLocks::admit(const FileRef& file, WriteKind kind, std::string_view name,
+                     WriteTicket* ticket) {
+  // Creating a name changes no data (an O_TRUNC open is admitted as kTruncate), and SQLite
+  // creates its -wal holding only SHARED; owner, mode and times are metadata (see FENCING).
+  if (!leases_ || kind == WriteKind::kCreate || kind == WriteKind::kSetAttr) return 0;
+  const std::string lease = fenced_lease(file, name);
+  if (lease.empty()) return 0;
+  bool seen;
   {
     std::lock_guard<std::mutex> guard(mutex_);
-    if (!databases_seen_.count(database)) return 0;  // never locked as a database: not fenced
+    seen = databases_seen_.count(lease) > 0;
   }
-  if (!leases_->may_write(lease_name(database))) {
+  if (!seen) {
+    // Never locked as a database here. Writes to it are not fenced (nothing of this host's
+    // could be stale), but a name removed or replaced may be a database another host is
+    // writing: a SQLite file is serialized with its writers wherever they are.
+    const bool name_change = kind == WriteKind::kUnlink || kind == WriteKind::kRename;
+    if (!name_change ||
+        !IsSqliteFile(file.path_fd, DatabaseOfJournal(name).empty() ? std::string(name)
+                                                                    : DatabaseOfJournal(name))) {
+      return 0;
+    }
+    std::lock_guard<std::mutex> guard(mutex_);
+    databases_seen_.insert(lease);
+  }
+  if (leases_->may_write(lease)) {
+    leases_->mark_dirty(lease);
+    return 0;
+  }
+  return admit_transient(lease, ticket);
+}
+
+int HostLocks::admit_transient(const std::string& lease, WriteTicket* ticket) {
+  DatabaseLocks& db = database(lease);
+  std::unique_lock<std::mutex> guard(db.mutex);
+  RegionModes use = use_of(db);
+  use[static_cast<size_t>(Region::kDms)] = Mode::kNone;  // "open in WAL mode", not a write lock
+  for (Mode mode : use) {
+    if (mode == Mode::kWrite) {
+      // A local process holds a write lock, yet the host may not write: the lease lapsed.
+      counters_.fenced_writes++;
+      spdlog::warn("fenced: a write to {} refused (the lease deadline passed)", path_of(lease));
+      return EIO;
+    }
+  }
+  RegionModes entering{};
+  for (Region region : {Region::kPending, Region::kReserved, Region::kShared}) {
+    entering[static_cast<size_t>(region)] = Mode::kWrite;
+  }
+  db.transient_writes++;
+  const auto give_up = std::chrono::steady_clock::now() + transient_wait_;
+  auto pause = std::chrono::milliseconds(1);
+  int error = 0;
+  while (true) {
+    ClaimResult result = leases_->acquire(lease, use_of(db), entering);
+    if (result == ClaimResult::kGranted) break;
+    if (result != ClaimResult::kBusy) {
+      error = EIO;  // fenced, or the store cannot be reached
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= give_up) {
+      error = EBUSY;
+      break;
+    }
+    // Another host holds it: wait as a lock would, with local lock requests free to run.
+    guard.unlock();
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    guard.lock();
+  }
+  if (error) {
+    db.transient_writes--;
+    leases_->set_use(lease, use_of(db));
     counters_.fenced_writes++;
-    spdlog::warn("fenced: {} of {} refused (no write claim, or lease deadline passed)",
-                 static_cast<int>(kind), target);
-    return EIO;
+    spdlog::warn("a write to {} by a process holding no lock was refused: {}", path_of(lease),
+                 error == EBUSY ? "another host kept the database busy" : "no lease");
+    return error;
   }
-  leases_->mark_dirty(lease_name(database));
+  leases_->mark_dirty(lease);
+  std::lock_guard<std::mutex> tickets(mutex_);
+  ticket->id = next_ticket_++;
+  tickets_[ticket->id] = lease;
   return 0;
+}
+
+void HostLocks::end_write(WriteTicket ticket) {
+  std::string lease;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto it = tickets_.find(ticket.id);
+    if (it == tickets_.end()) return;
+    lease = std::move(it->second);
+    tickets_.erase(it);
+  }
+  DatabaseLocks& db = database(lease);
+  {
+    std::lock_guard<std::mutex> guard(db.mutex);
+    db.transient_writes--;
+    leases_->set_use(lease, use_of(db));
+  }
+  note_locks_changed();
 }
 
 HostLocks::Counters HostLocks::counters() const {
@@ -427,39 +581,76 @@ HostLocks::Counters HostLocks::counters() const {
 }
 
 void HostLocks::flush(const std::string& lease) {
-  const std::string db = database_of_lease(lease);
-  for (const char* suffix : {"", "-journal", "-wal"}) {
-    std::string path = source_ + "/" + db + suffix;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;  // e.g. no journal between transactions
-    if (fsync(fd) < 0) spdlog::error("fsync {} before handing off: {}", path, std::strerror(errno));
+  std::set<FileKey> files;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto it = known_.find(lease);
+    if (it != known_.end()) {
+      files = it->second.files;
+      names = it->second.names;
+    }
+  }
+  auto sync = [](int fd, const std::string& what) {
+    if (fd < 0) return;
+    if (fsync(fd) < 0) spdlog::error("fsync {} before handing off: {}", what, std::strerror(errno));
     ::close(fd);
+  };
+  // The database through any descriptor of its file (its names may have moved), its journals by
+  // the names they were created under.
+  for (const FileKey& key : files) {
+    if (invalidator_) sync(invalidator_->open_known(FileRef{key.device, key.inode, -1}), lease);
+  }
+  for (const std::string& name : names) {
+    for (const char* suffix : {"", "-journal", "-wal"}) {
+      std::string path = source_ + "/" + name + suffix;
+      if (*suffix == '\0' && (!files.empty() || lease_at(-1, name) != lease)) continue;
+      sync(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW), path);
+    }
   }
 }
 
 void HostLocks::invalidate(const std::string& lease) {
-  const std::string db = database_of_lease(lease);
-  const std::string parent = ParentOf(db);
-  struct stat dir_st;
-  const std::string dir_path = parent.empty() ? source_ : source_ + "/" + parent;
-  bool have_dir = stat(dir_path.c_str(), &dir_st) == 0;
-  const std::string base = db.substr(parent.empty() ? 0 : parent.size() + 1);
-  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
-    std::string path = source_ + "/" + db + suffix;
-    struct stat st;
-    if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      // The backing client's cache (NFS: close-to-open revalidation on open, clean pages
-      // dropped), then the kernel's FUSE cache of pages and attributes.
-      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      if (fd >= 0) {
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        ::close(fd);
-      }
-      if (invalidator_) invalidator_->invalidate_file(FileRef{st.st_dev, st.st_ino, -1});
+  std::set<FileKey> files;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto it = known_.find(lease);
+    if (it != known_.end()) {
+      files = it->second.files;
+      names = it->second.names;
     }
-    // Cached names, positive or negative: a -journal's existence decides hot-journal recovery.
-    if (invalidator_ && have_dir) {
-      invalidator_->invalidate_name(FileRef{dir_st.st_dev, dir_st.st_ino, -1}, base + suffix);
+  }
+  // The backing client's cache (NFS: close-to-open revalidation on open, clean pages dropped),
+  // then the kernel's FUSE cache of pages and attributes.
+  auto drop = [&](int fd, const FileRef& file) {
+    if (fd >= 0) {
+      posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      ::close(fd);
+    }
+    if (invalidator_) invalidator_->invalidate_file(file);
+  };
+  for (const FileKey& key : files) {
+    FileRef file{key.device, key.inode, -1};
+    drop(invalidator_ ? invalidator_->open_known(file) : -1, file);
+  }
+  for (const std::string& name : names) {
+    const std::string parent = ParentOf(name);
+    struct stat dir_st;
+    const std::string dir_path = parent.empty() ? source_ : source_ + "/" + parent;
+    bool have_dir = stat(dir_path.c_str(), &dir_st) == 0;
+    const std::string base = name.substr(parent.empty() ? 0 : parent.size() + 1);
+    for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+      std::string path = source_ + "/" + name + suffix;
+      struct stat st;
+      if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        drop(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW),
+             FileRef{st.st_dev, st.st_ino, -1});
+      }
+      // Cached names, positive or negative: a -journal's existence decides hot-journal recovery.
+      if (invalidator_ && have_dir) {
+        invalidator_->invalidate_name(FileRef{dir_st.st_dev, dir_st.st_ino, -1}, base + suffix);
+      }
     }
   }
 }

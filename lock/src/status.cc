@@ -51,6 +51,7 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
   doc["databases"] = json::array();
   for (const DatabaseStatus& db : leases.databases()) {
     doc["databases"].push_back({{"name", db.name},
+                                {"path", locks.path_of(db.name)},
                                 {"claims", ModesToJson(db.claims)},
                                 {"in_use", ModesToJson(db.use)},
                                 {"version", db.version},

@@ -616,7 +616,7 @@ class StatusAndMetrics(unittest.TestCase):
                 status = json.loads(out.stdout)
                 self.assertIn(a.mountpoint, status["session"])
                 self.assertFalse(status["fenced"])
-                (db,) = [d for d in status["databases"] if d["name"].endswith("/s.db")]
+                (db,) = [d for d in status["databases"] if d["path"] == "s.db"]
                 self.assertEqual(db["claims"].get("reserved"), "w")
                 human = subprocess.run([os.environ["LEASEFS_BIN"], "status", b.mountpoint],
                                        capture_output=True, text=True, timeout=30)

@@ -10,10 +10,24 @@
 //     host (their SQLite gets SQLITE_BUSY at its DMS lock: "database is locked"). Every other
 //     byte is host-local and needs no claim;
 //   * any other file: every byte is the WHOLE region of that file.
-//   A database is named by its path relative to SOURCE, the same on every host whatever its
-//   mountpoint; "-shm", "-journal" and "-wal" files belong to the database they are named after.
-//   Its lease is named `lease_namespace` + that path: the namespace tells apart unrelated
-//   SOURCE directories sharing one lease store (for the local store: SOURCE's absolute path).
+//
+// IDENTITY. A database is its file, not one of its names. Its lease is named
+//     lease_namespace + "ino:" + the file's inode number on the backing storage
+// (st_ino: on NFS and EFS the server's file id, the same on every host whatever its mountpoint).
+// The namespace tells apart unrelated SOURCE directories sharing one lease store (for the local
+// store: SOURCE's absolute path; for remote stores: the volume id in SOURCE/.leasefs-volume).
+// So hard links share one record, and a rename (here or on another host) moves no lock. Inode
+// numbers are reused once a file is gone: a new file that gets a dead database's number takes
+// over its record, which is safe because nobody can reach the old file any more (on this host
+// the passthrough's O_PATH descriptor keeps the number allocated while the file is known; the
+// record's claims and version simply carry on). What must never survive the file is this host's
+// cache of what a number means (its name, its kind): it is dropped when the passthrough
+// forgets the inode (FileLocks::forget).
+//   "-shm", "-journal" and "-wal" files belong to the database they are named after (SQLite's
+// own rule): the database is the file with that name in the same directory now, resolved each
+// time a journal is written, removed or renamed, and when a -shm is first locked. A database
+// with several names has one journal per name, as SQLite itself has (so crash recovery across
+// hard links is as broken as on a local disk, but locking is not).
 //
 // PROTOCOL OF ONE REQUEST (under the database's mutex, so grants and the table stay in step):
 //   F_SETLK lock:   conflict with another local owner -> EAGAIN. Otherwise the host's use after
@@ -31,9 +45,18 @@
 //
 // FENCING. Writes to a database file, or to its -journal or -wal (truncating, allocating,
 // removing or renaming those names too), are admitted only while LeaseManager::may_write()
-// holds; otherwise EIO. Creating a name is not fenced: it changes no data (an O_TRUNC open is a
-// truncate), and SQLite creates its -wal holding only SHARED. Files never locked in SQLite's
-// regions are not fenced.
+// holds. Creating a name is not fenced: it changes no data (an O_TRUNC open is a truncate), and
+// SQLite creates its -wal holding only SHARED. Changes of owner, mode or times are metadata, not
+// data: SQLite (as root) chowns every journal it opens, and a host without the write claim must
+// not refuse that. Files never locked in SQLite's regions on this host are not fenced.
+//   A write-class operation without the write claim is one of two things. A process of this host
+// holding a lock on the database (SQLite) writes only under its lock, so the claim was lost: the
+// lease lapsed, and the write must fail (EIO). Anything else is a process that holds no lock and
+// removes, renames, truncates or overwrites the file (rm, mv, cp): it is served as on a local
+// disk, after the host takes the database's write set (PENDING, RESERVED and SHARED as W) for
+// the duration of the operation, waiting for it as a lock would (at most `transient_wait`, then
+// EBUSY; EIO only when the store cannot be reached). Taking the full write set makes every other
+// host drop its cached claims and, at its next lock, its caches.
 #pragma once
 
 #include <atomic>
@@ -56,7 +79,10 @@ namespace leasefs::lock {
 class HostLocks final : public FileLocks, public WriteGate, public LeaseListener {
  public:
   // `source` is the absolute backing directory; `invalidator` drops kernel caches (fuse/).
-  HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator);
+  // `transient_wait` bounds how long a write by a process holding no lock waits for the claim
+  // it needs (see FENCING).
+  HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
+            Duration transient_wait = std::chrono::seconds(10));
   ~HostLocks() override;
 
   // Set before the first request (the manager needs this object as its listener first, and the
@@ -74,9 +100,12 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void cancel_wait(uint64_t wait_id) override;
   void release_owner(const FileRef& file, uint64_t owner) override;
   void release_handle(const FileRef& file, uint64_t handle) override;
+  void forget(const FileRef& file) override;
 
   // WriteGate
-  int admit(const FileRef& file, WriteKind kind, std::string_view name) override;
+  int admit(const FileRef& file, WriteKind kind, std::string_view name,
+            WriteTicket* ticket) override;
+  void end_write(WriteTicket ticket) override;
 
   // LeaseListener
   void flush(const std::string& db) override;
@@ -87,17 +116,13 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     uint64_t abandoned_transactions = 0, fenced_writes = 0;
   };
   Counters counters() const;
+  // A name of the database leased as `lease` (relative to SOURCE), as this host last knew it,
+  // for status; empty if none is known.
+  std::string path_of(const std::string& lease) const;
 
   // kShm: a "-shm" file (WAL lock bytes); kDatabase: any other file (SQLite's byte regions, the
   // rest of the file as WHOLE — finer regions are still correct for non-SQLite files).
   enum class FileKind : uint8_t { kDatabase, kShm };
-  struct FileInfo {
-    std::string path;      // relative to SOURCE
-    std::string database;  // the database it belongs to: itself, or the one a -shm is named after
-    FileKind kind = FileKind::kDatabase;
-  };
-  // Classifies a path relative to SOURCE (exposed for tests).
-  static FileInfo Classify(const std::string& relative_path);
 
  private:
   struct FileKey {
@@ -105,11 +130,24 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     ino_t inode;
     auto operator<=>(const FileKey&) const = default;
   };
+  // What this host knows of one file, cached until the passthrough forgets it.
+  struct FileInfo {
+    std::string path;   // relative to SOURCE when first seen
+    std::string lease;  // the database whose regions its locks are in: itself, or for a -shm the
+                        // database it is named after
+    FileKind kind = FileKind::kDatabase;
+  };
   struct DatabaseLocks {
     std::mutex mutex;                        // serializes this database's lock requests
     std::map<FileKey, FileLockState> files;  // the database file and its -shm
     std::map<FileKey, FileKind> kinds;
     std::map<uint64_t, std::set<std::pair<FileKey, uint64_t>>> owners_by_handle;
+    int transient_writes = 0;  // admitted writes holding the write set (see FENCING)
+  };
+  // The files and names by which this host has locked a database (flush, invalidate, status).
+  struct KnownDatabase {
+    std::set<FileKey> files;
+    std::vector<std::string> names;  // most recent last, a few at most
   };
   struct Waiter {
     uint64_t id;
@@ -119,8 +157,19 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     LockCompletion done;
   };
 
-  // Resolves the file's path (cached by identity) and its database.
+  // Resolves the file's path and lease (cached until forget()).
   FileInfo info(const FileRef& file, bool sqlite_locked);
+  // The lease of the file at `relative` (absolute: `at` < 0) or `relative` below the directory
+  // `at`, if it is a regular file; empty otherwise.
+  std::string lease_at(int at, const std::string& relative) const;
+  std::string lease_of_inode(ino_t inode) const {
+    return namespace_ + "ino:" + std::to_string(inode);
+  }
+  // The database lease that fences a write-class operation on `file` (or on `name` inside it), or
+  // empty if it touches no database of this host's.
+  std::string fenced_lease(const FileRef& file, std::string_view name);
+  // Takes the write set of `lease` for one operation by a process holding no lock (FENCING).
+  int admit_transient(const std::string& lease, WriteTicket* ticket);
   DatabaseLocks& database(const std::string& name);
   RegionModes use_of(DatabaseLocks& db) const;
   // One attempt: 0 granted, EAGAIN busy/conflict, or another errno.
@@ -128,20 +177,19 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void retry_waiters();
   void note_locks_changed();
 
-  std::string lease_name(const std::string& db) const { return namespace_ + db; }
-  std::string database_of_lease(const std::string& lease) const {
-    return lease.substr(std::min(namespace_.size(), lease.size()));
-  }
-
   const std::string source_;
   const std::string namespace_;
   CacheInvalidator* invalidator_;
+  const Duration transient_wait_;
   LeaseManager* leases_ = nullptr;
 
   mutable std::mutex mutex_;  // guards the maps below (never held across a lease operation)
   std::map<FileKey, FileInfo> infos_;
-  std::set<std::string> databases_seen_;  // paths locked in SQLite's regions
+  std::set<std::string> databases_seen_;  // leases locked in SQLite's regions on this host
+  std::map<std::string, KnownDatabase> known_;
   std::map<std::string, std::unique_ptr<DatabaseLocks>> databases_;
+  std::map<uint64_t, std::string> tickets_;  // admitted transient writes: ticket -> lease
+  uint64_t next_ticket_ = 1;
   // Bumped on the lock path: atomics, never a shared mutex.
   struct AtomicCounters {
     std::atomic<uint64_t> setlk{0}, setlk_busy{0}, setlkw_waits{0}, getlk{0}, flushes{0};

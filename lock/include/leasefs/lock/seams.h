@@ -56,16 +56,33 @@ class FileLocks {
   virtual void release_owner(const FileRef& file, uint64_t owner) = 0;
   // Last release of a file handle (open file description); releases OFD locks taken through it.
   virtual void release_handle(const FileRef& file, uint64_t handle) = 0;
+  // The passthrough forgot the file (the kernel dropped its last reference, every handle is
+  // closed): nothing cached about it may outlive this, because the storage may give its inode
+  // number to another file from now on. `file.path_fd` is -1.
+  virtual void forget(const FileRef& file) { (void)file; }
 };
 
 enum class WriteKind { kWrite, kTruncate, kAllocate, kCreate, kUnlink, kRename, kLink, kSetAttr };
 
+// A write admitted under a claim taken for that operation alone (WriteGate::admit): the claim is
+// held until end_write(). Zero: nothing to end.
+struct WriteTicket {
+  uint64_t id = 0;
+  explicit operator bool() const { return id != 0; }
+};
+
 class WriteGate {
  public:
   virtual ~WriteGate() = default;
-  // 0 to admit, else the errno to fail the operation with (EIO when fenced). `name` is the entry
-  // name for operations on a directory entry (create, unlink, rename, link), else empty.
-  virtual int admit(const FileRef& file, WriteKind kind, std::string_view name) = 0;
+  // 0 to admit, else the errno to fail the operation with (EIO when fenced, EBUSY when another
+  // host kept the database busy too long). `name` is the entry name for operations on a
+  // directory entry (create, unlink, rename, link), else empty. An admission may take a claim for
+  // the operation (a file removed or replaced by a process that holds no lock): then *ticket is
+  // set, and the caller must call end_write(*ticket) once the operation is done, whatever its
+  // outcome.
+  virtual int admit(const FileRef& file, WriteKind kind, std::string_view name,
+                    WriteTicket* ticket) = 0;
+  virtual void end_write(WriteTicket ticket) { (void)ticket; }
 };
 
 class CacheInvalidator {
@@ -75,6 +92,13 @@ class CacheInvalidator {
   virtual void invalidate_file(const FileRef& file) = 0;
   // Drops the kernel's cached lookup (positive or negative) of `name` in directory `dir`.
   virtual void invalidate_name(const FileRef& dir, std::string_view name) = 0;
+  // A new read-only descriptor of a file the passthrough still knows (by device and inode), or
+  // -1: how lock/ reaches a database whose names it cannot trust (renamed, linked). The caller
+  // closes it.
+  virtual int open_known(const FileRef& file) {
+    (void)file;
+    return -1;
+  }
 };
 
 }  // namespace leasefs::lock

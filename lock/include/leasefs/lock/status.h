@@ -11,7 +11,8 @@
 namespace leasefs::lock {
 
 // JSON: {"session", "store", "lease_ms", "deadline_in_ms", "fenced", "dead", "stats":{...},
-// "locks":{...}, "databases":[{"name","claims":{region:"r"|"w"},"in_use":{...},"version",
+// "locks":{...}, "databases":[{"name" (the lease), "path" (a name of the file, relative to SOURCE,
+// as this host knows it), "claims":{region:"r"|"w"},"in_use":{...},"version",
 // "dirty","competing"}]}
 std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const Clock& clock);
 
