@@ -17,7 +17,7 @@ import time
 import unittest
 
 import dynamo
-from harness import Mount, temp_root, wait_for
+from harness import Mount, host_clients_selected, host_mount, temp_root, wait_for
 
 
 def store_option(root):
@@ -59,7 +59,7 @@ def start_cluster(root, count, *extra):
         for i in range(count):
             mnt = os.path.join(root, f"host{i}")
             os.makedirs(mnt, exist_ok=True)
-            mounts.append(Mount(src, mnt, "--lease-store", store, *extra))
+            mounts.append(host_mount(root, src, mnt, i, "--lease-store", store, *extra))
     except BaseException:
         for m in mounts:
             m.stop(check=False)
@@ -225,7 +225,8 @@ class ConcurrencyAcrossMounts(unittest.TestCase):
 
 
 class WithoutClusterLocking(unittest.TestCase):
-    @unittest.skipIf(dynamo.selected(), "no lease store involved: py_cluster runs it")
+    @unittest.skipIf(dynamo.selected() or host_clients_selected(),
+                     "no lease store or host client involved: py_cluster runs it")
     def test_updates_are_lost(self):
         """The control: host-local locks only (--lease-store none) on two mounts lose updates.
         If this ever passes with nothing lost, the concurrency tests above prove nothing.
