@@ -644,16 +644,25 @@ class PassthroughImpl final : public Passthrough {
           e.attr.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
         } else {
           int err = lookup_entry(dir_inode, name, &e);
-          if (err == ENOENT || err == EXDEV) {  // raced with an unlink, or a nested mount: skip
+          if (err == EXDEV) {  // a nested mount: skip
             d.entry = nullptr;
             d.offset = next;
             continue;
           }
-          if (err) {
+          if (err == ENOENT) {
+            // Listed, yet not found by name: removed since, or a storage client (NFS, a FUSE
+            // client) still caching the name's absence. Listed as READDIR lists it, without
+            // attributes (node id 0: the kernel links nothing), so the listing shows what the
+            // directory holds rather than what the client's name cache believes.
+            std::memset(&e, 0, sizeof e);
+            e.attr.st_ino = d.entry->d_ino;
+            e.attr.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
+          } else if (err) {
             error = err;
             break;
+          } else {
+            looked_up = true;
           }
-          looked_up = true;
         }
         used = fuse_add_direntry_plus(req, p, remaining, name, &e, next);
         if (used > remaining) {

@@ -194,6 +194,21 @@ class StaleNames(unittest.TestCase):
                 stop_all([a, b])
 
 
+    def test_listing_shows_a_name_the_client_caches_as_absent(self):
+        with temp_root() as root:
+            (b,) = start_cluster_with_clients(root, 1, 30, 1)
+            try:
+                on_b = os.path.join(b.mountpoint, "n")
+                self.assertFalse(os.path.exists(on_b))  # B's client now caches "no n" (30 s)
+                with open(os.path.join(root, "src", "n"), "w") as f:
+                    f.write("x")  # another host creates it
+                self.assertFalse(os.path.exists(on_b), "the client must still cache the absence")
+                self.assertIn("n", os.listdir(b.source))  # the client's READDIR lists it
+                self.assertIn("n", os.listdir(b.mountpoint))  # was hidden by READDIRPLUS
+            finally:
+                stop_all([b])
+
+
 NOBODY = 65534
 
 
