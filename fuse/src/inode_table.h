@@ -8,6 +8,13 @@
 //     backing file; one Inode per backing file, however many names (hard links) lead to it.
 //   * `lookups` counts the kernel's references. Every successful entry reply adds one; FORGET
 //     subtracts. At zero the Inode is destroyed and its descriptor closed. The root is pinned.
+//   * A descriptor may outlive its file. On a local disk it pins the file, so (st_dev, st_ino)
+//     cannot name another file while the Inode lives. Through a storage client (NFS, EFS, a
+//     FUSE client) it pins nothing: the file can be removed elsewhere and its number reused by a
+//     new file, and the old descriptor then fails with ESTALE or ENOENT. Whoever sees that marks
+//     the Inode stale; the next acquire() of that (st_dev, st_ino) gives the new file a new
+//     Inode (a new node id, so the kernel drops its cached name), and the stale one lives on,
+//     out of the map, until the kernel forgets it.
 //   * All of this is guarded by one mutex. The critical sections are map operations only; no
 //     system call on the backing storage is made while holding it (the O_PATH open and fstat
 //     happen before, and a redundant descriptor is closed after).
@@ -20,6 +27,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -33,6 +41,9 @@ struct Inode {
   dev_t device = 0;
   ino_t number = 0;
   uint64_t lookups = 0;  // guarded by InodeTable::mutex_
+  // The descriptor no longer reaches the file (ESTALE/ENOENT through it): the next lookup of
+  // this (device, number) gets a fresh Inode. Set by mark_stale(), from any thread.
+  std::atomic<bool> stale{false};
 
   Inode() = default;
   Inode(const Inode&) = delete;
@@ -66,6 +77,10 @@ class InodeTable {
         inode = &root_;
       } else {
         auto& slot = inodes_[{st.st_dev, st.st_ino}];
+        if (slot && slot->stale.load(std::memory_order_relaxed)) {
+          Inode* old = slot.get();
+          orphans_.emplace(old, std::move(slot));  // the kernel still holds its references
+        }
         if (!slot) {
           slot = std::make_unique<Inode>();
           slot->fd = fd;
@@ -97,9 +112,15 @@ class InodeTable {
       inode.lookups = count >= inode.lookups ? 0 : inode.lookups - count;
       if (inode.lookups > 0) return false;
       auto it = inodes_.find({inode.device, inode.number});
-      if (it == inodes_.end() || it->second.get() != &inode) return false;
-      doomed = std::move(it->second);
-      inodes_.erase(it);
+      if (it != inodes_.end() && it->second.get() == &inode) {
+        doomed = std::move(it->second);
+        inodes_.erase(it);
+      } else if (auto orphan = orphans_.find(&inode); orphan != orphans_.end()) {
+        doomed = std::move(orphan->second);
+        orphans_.erase(orphan);
+      } else {
+        return false;
+      }
     }
     return true;  // `doomed` closes the descriptor outside the lock
   }
@@ -126,15 +147,21 @@ class InodeTable {
     return it == inodes_.end() ? nullptr : it->second.get();
   }
 
+  // The descriptor of `inode` no longer reaches its file (see above). Never the root's.
+  void mark_stale(Inode& inode) {
+    if (&inode != &root_) inode.stale.store(true, std::memory_order_relaxed);
+  }
+
   size_t size() const {
     std::lock_guard<std::mutex> guard(mutex_);
-    return inodes_.size() + 1;
+    return inodes_.size() + orphans_.size() + 1;
   }
 
  private:
   mutable std::mutex mutex_;
   Inode root_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  std::map<const Inode*, std::unique_ptr<Inode>> orphans_;  // stale, replaced in inodes_
 };
 
 }  // namespace leasefs::fuse

@@ -197,18 +197,37 @@ class PassthroughImpl final : public Passthrough {
     if (inodes_.forget(inode, count) && seams_.locks) seams_.locks->forget(file);
   }
 
+  // `err` from an operation through `inode`'s descriptor. ENOENT or ESTALE there means the
+  // descriptor outlived its file: removed through another client of the storage, whose number
+  // a new file may carry now (inode_table.h). The Inode is marked stale and the answer is
+  // ESTALE, on which the kernel walks the path again once, revalidating every name
+  // (LOOKUP_REVAL): the open or stat is retried by name, and finds the file there now, or
+  // ENOENT. Never on a local disk, where the descriptor keeps the file.
+  int through_descriptor(Inode& inode, int err) {
+    if ((err != ENOENT && err != ESTALE) || &inode == &inodes_.root()) return err;
+    inodes_.mark_stale(inode);
+    // What lock/ knows of this number described the file that is gone.
+    if (seams_.locks) seams_.locks->forget(lock::FileRef{inode.device, inode.number, -1});
+    return ESTALE;
+  }
+
   // Looks `name` up in `parent` and takes one kernel reference on success. Returns 0 or errno.
   int lookup_entry(Inode& parent, const char* name, fuse_entry_param* e) {
     std::memset(e, 0, sizeof *e);
     e->attr_timeout = config_.attr_timeout;
     e->entry_timeout = config_.entry_timeout;
     if (is_hidden(parent, name)) return ENOENT;
-    int fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return errno;
-    if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+    int fd = -1;
+    for (int attempt = 0;; attempt++) {
+      fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return errno;
+      if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0) break;
       int err = errno;
       ::close(fd);
-      return err;
+      // ESTALE: the storage client resolved the name from its cache to a file removed
+      // elsewhere (an NFS handle the server no longer knows). The client has now marked it
+      // stale, so the same name walked once more is looked up on the server.
+      if (err != ESTALE || attempt > 0) return err;
     }
     if (e->attr.st_dev != source_device_) {
       ::close(fd);
@@ -292,11 +311,20 @@ class PassthroughImpl final : public Passthrough {
 
   // openat(O_CREAT) that also tells whether this call created the file, which only matters when
   // the file must then be handed to the caller: try O_EXCL first, else open what exists.
+  //
+  // O_CREAT alone meets a storage client's cached name: an NFS or FUSE client that still holds
+  // the name of a file removed through another client opens it instead of creating it, and the
+  // open fails with ENOENT. An exclusive create makes the client look the name up (FUSE
+  // revalidates on LOOKUP_EXCL; NFS creates on the server), so ENOENT from O_CREAT is retried
+  // that way: it ends in a create, an open of what is there now, or the parent's own ENOENT.
   int open_or_create(Inode& parent, const char* name, int flags, mode_t mode, bool* created) {
+    *created = false;
     if (!config_.create_as_caller || (flags & O_EXCL)) {
       int fd = openat(parent.fd, name, flags, mode);
-      *created = fd >= 0 && config_.create_as_caller;
-      return fd;
+      if (fd >= 0 || errno != ENOENT || (flags & O_EXCL)) {
+        *created = fd >= 0 && config_.create_as_caller;
+        return fd;
+      }
     }
     for (int attempt = 0; attempt < 8; attempt++) {
       int fd = openat(parent.fd, name, flags | O_EXCL, mode);
@@ -384,9 +412,13 @@ class PassthroughImpl final : public Passthrough {
   static void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto& fs = self(req);
     struct stat st;
-    int rc = fi ? fstat(static_cast<int>(fi->fh), &st)
-                : fstatat(fs.inode_of(ino).fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-    if (rc < 0) return (void)fuse_reply_err(req, errno);
+    if (fi) {
+      if (fstat(static_cast<int>(fi->fh), &st) < 0) return (void)fuse_reply_err(req, errno);
+    } else {
+      Inode& inode = fs.inode_of(ino);
+      if (fstatat(inode.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        return (void)fuse_reply_err(req, fs.through_descriptor(inode, errno));
+    }
     fuse_reply_attr(req, &st, fs.config_.attr_timeout);
   }
 
@@ -538,7 +570,7 @@ class PassthroughImpl final : public Passthrough {
     // opened buffered so our unaligned request buffers are acceptable to it.
     int flags = (fi->flags & ~(O_NOFOLLOW | O_DIRECT)) | O_CLOEXEC;
     int fd = ::open(ProcPath(inode.fd).c_str(), flags);
-    if (fd < 0) return (void)fuse_reply_err(req, errno);
+    if (fd < 0) return (void)fuse_reply_err(req, fs.through_descriptor(inode, errno));
     fi->fh = static_cast<uint64_t>(fd);
     fi->keep_cache = 0;
     fi->noflush = 0;
@@ -691,16 +723,25 @@ class PassthroughImpl final : public Passthrough {
           e.attr.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
         } else {
           int err = lookup_entry(dir_inode, name, &e);
-          if (err == ENOENT || err == EXDEV) {  // raced with an unlink, or a nested mount: skip
+          if (err == EXDEV) {  // a nested mount: skip
             d.entry = nullptr;
             d.offset = next;
             continue;
           }
-          if (err) {
+          if (err == ENOENT) {
+            // Listed, yet not found by name: removed since, or a storage client (NFS, a FUSE
+            // client) still caching the name's absence. Listed as READDIR lists it, without
+            // attributes (node id 0: the kernel links nothing), so the listing shows what the
+            // directory holds rather than what the client's name cache believes.
+            std::memset(&e, 0, sizeof e);
+            e.attr.st_ino = d.entry->d_ino;
+            e.attr.st_mode = static_cast<mode_t>(d.entry->d_type) << 12;
+          } else if (err) {
             error = err;
             break;
+          } else {
+            looked_up = true;
           }
-          looked_up = true;
         }
         used = fuse_add_direntry_plus(req, p, remaining, name, &e, next);
         if (used > remaining) {

@@ -91,5 +91,35 @@ TEST_F(InodeTableTest, RedundantDescriptorIsClosed) {
   EXPECT_FALSE(IsOpen(fd));
 }
 
+// Through a storage client a descriptor can outlive its file and the file's number be reused
+// (inode_table.h): once marked stale, the next acquire of that number gets a fresh Inode with the
+// new descriptor, and the stale one stays valid (and counted) until the kernel forgets it.
+TEST_F(InodeTableTest, StaleInodeIsReplacedAndFreedWhenForgotten) {
+  Inode& old = Acquire("a");
+  const int old_fd = old.fd;
+  table_.mark_stale(old);
+  Inode& fresh = Acquire("a");
+  EXPECT_NE(&fresh, &old);
+  EXPECT_FALSE(fresh.stale.load());
+  EXPECT_EQ(fresh.lookups, 1u);
+  EXPECT_EQ(old.lookups, 1u);
+  EXPECT_EQ(table_.find(fresh.device, fresh.number), &fresh);
+  EXPECT_EQ(table_.size(), 3u);  // root, the fresh Inode and the orphan
+  EXPECT_TRUE(IsOpen(old_fd));
+  table_.forget(old, 1);
+  EXPECT_FALSE(IsOpen(old_fd));
+  EXPECT_EQ(table_.size(), 2u);
+  EXPECT_EQ(table_.find(fresh.device, fresh.number), &fresh);
+  Acquire("b");  // a hard link of the fresh file: the same Inode
+  EXPECT_EQ(fresh.lookups, 2u);
+  table_.forget(fresh, 2);
+  EXPECT_EQ(table_.size(), 1u);
+}
+
+TEST_F(InodeTableTest, RootIsNeverStale) {
+  table_.mark_stale(table_.root());
+  EXPECT_FALSE(table_.root().stale.load());
+}
+
 }  // namespace
 }  // namespace leasefs::fuse

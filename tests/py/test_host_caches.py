@@ -1,0 +1,285 @@
+"""Hosts whose storage clients cache names (issue 10, part 2).
+
+On EFS or NFS every host reaches SOURCE through its own client, which keeps "no such file" until
+it revalidates the directory (acdirmin 30 s) and keeps names it looked up for as long. Here each
+host reaches SOURCE through its own `bindfs` (harness.CachingClient) with the name cache on, and
+leasefs is mounted on it; every test builds its clients itself, whatever
+LEASEFS_TEST_HOST_CLIENTS says, with the cache times the failure needs.
+
+- A hot journal must not be missed: a writer on A spills uncommitted pages into the database
+  and is killed; B, whose client still remembers "no -journal" from a read just before, must
+  roll the journal back, not read the dead writer's pages.
+- A stale name must not fail an open: after A deleted a file (a -journal) whose name B's
+  client still holds, B creating it must not get ENOENT (SQLite: "unable to open database
+  file"). Two ways lead there: B's daemon opens with O_CREAT and the client, holding the name,
+  turns that into an open of the file that is gone (a daemon not run as root; as root it
+  creates O_EXCL first, which makes the client look the name up); or B's kernel still has the
+  name too, sends OPEN, and the daemon reopens its descriptor of the removed file. The
+  passthrough retries both by name (fuse/src/passthrough.cc: open_or_create,
+  through_descriptor).
+"""
+import multiprocessing
+import os
+import sqlite3
+import stat
+import time
+import unittest
+
+from harness import CachingClient, Mount, become, host_mount, temp_root
+from test_cluster import (big_state, connect, create_big, create_counter, end_writer,
+                          start_in_transaction, stop_all, store_option)
+
+
+def state(path):
+    """(rows, total length of v, integrity_check) of the big table: compact enough to print."""
+    (rows, length, _), check = big_state(path)
+    return rows, length, check
+
+
+def start_cluster_with_clients(root, count, negative_timeout, entry_timeout, *extra):
+    """`count` hosts of one SOURCE (root/src), each through its own caching client."""
+    src = os.path.join(root, "src")
+    os.makedirs(src, exist_ok=True)
+    store = store_option(root)
+    mounts = []
+    try:
+        for i in range(count):
+            mnt = os.path.join(root, f"host{i}")
+            os.makedirs(mnt, exist_ok=True)
+            mounts.append(host_mount(root, src, mnt, i, "--lease-store", store, *extra,
+                                     caching_client=True, negative_timeout=negative_timeout,
+                                     entry_timeout=entry_timeout))
+    except BaseException:
+        for m in reversed(mounts):
+            m.stop(check=False)
+        raise
+    return mounts
+
+
+SPILLING_WRITER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=10")  # a large transaction spills its pages into the database
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("UPDATE big SET v = zeroblob(900) || 'x'")
+print("in-transaction", flush=True)
+sys.stdin.read()  # killed here
+"""
+
+
+class HotJournalBehindACachedAbsence(unittest.TestCase):
+    # B's client keeps "no big.db-journal" for 30 s (EFS's acdirmin), longer than the test.
+    NEGATIVE_TIMEOUT = 30
+
+    # Not yet fixed (issue 10, part 2): the lease record must tell B that a hot journal may
+    # exist (its last writer died) and B must make its client agree before granting the lock.
+    # Until then this fails every time; an unexpected success fails the suite, so the marker
+    # cannot outlive the fix.
+    @unittest.expectedFailure
+    def test_killed_writer_is_rolled_back_where_the_journal_was_cached_absent(self):
+        with temp_root() as root:
+            a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1)
+            proc = None
+            try:
+                src_db = os.path.join(root, "src", "big.db")
+                db_a = os.path.join(a.mountpoint, "big.db")
+                db_b = os.path.join(b.mountpoint, "big.db")
+                create_big(db_a)
+                committed = state(db_b)  # B reads: its client now caches "no -journal"
+                self.assertEqual(committed, (400, 400 * 900, "ok"))
+                proc = start_in_transaction(SPILLING_WRITER, db_a)
+                end_writer(proc)  # kill -9 in the middle of the spilled transaction
+                proc = None
+                self.assertTrue(os.path.exists(src_db + "-journal"), "no hot journal was left")
+                self.assertFalse(os.path.exists(os.path.join(b.source, "big.db-journal")),
+                                 "B's client must still cache the journal's absence (else this "
+                                 "test does not exercise the cache)")
+                seen = state(db_b)  # at once, before B's client could revalidate
+                hot_after_read = os.path.exists(src_db + "-journal")
+                # (what B read, whether the hot journal is still there after B's read)
+                self.assertEqual((seen, hot_after_read), (committed, False),
+                                 "B did not roll the hot journal back: it read the dead "
+                                 "writer's pages, never committed")
+                conn = connect(db_b)
+                conn.execute("UPDATE big SET v = 'after' WHERE id = 0")
+                conn.close()
+                self.assertEqual(state(src_db), (400, 399 * 900 + len("after"), "ok"))
+            finally:
+                if proc is not None:
+                    end_writer(proc)
+                stop_all([a, b])
+
+
+def counting_writer(path, count, immediate, results):
+    """Read-modify-write increments; counts the commits and every error by its message."""
+    conn = connect(path)
+    committed = 0
+    errors = {}
+    deadline = time.monotonic() + 300
+    while committed < count and time.monotonic() < deadline:
+        try:
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            (n,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+            conn.execute("UPDATE counter SET n = ?, mirror = ? WHERE id = 1", (n + 1, n + 1))
+            conn.execute("COMMIT")
+            committed += 1
+        except sqlite3.OperationalError as e:
+            message = str(e)
+            if "locked" not in message:  # BUSY on a deferred upgrade is SQLite's business
+                errors[message] = errors.get(message, 0) + 1
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.OperationalError:
+                    pass
+    conn.close()
+    results.put((committed, errors))
+
+
+class StaleJournalName(unittest.TestCase):
+    # B's client keeps a -journal it saw for 3 s after A deleted it; absence is not cached.
+    # The workload of issue 10. With root daemons and today's lease protocol it passes without
+    # the passthrough's retries too: hosts rarely see each other's live journal by name (the
+    # cases below make them).
+    ENTRY_TIMEOUT = 3
+    PER_WRITER = 60
+
+    def test_delete_mode_counter_sees_no_open_failures(self):
+        with temp_root() as root:
+            mounts = start_cluster_with_clients(root, 2, 0, self.ENTRY_TIMEOUT)
+            try:
+                paths = [os.path.join(m.mountpoint, "counter.db") for m in mounts]
+                create_counter(paths[0], "delete")
+                results = multiprocessing.Queue()
+                writers = [multiprocessing.Process(target=counting_writer,
+                                                   args=(p, self.PER_WRITER, immediate, results))
+                           for p in paths for immediate in (True, False)]
+                for w in writers:
+                    w.start()
+                outcomes = [results.get(timeout=400) for _ in writers]
+                for w in writers:
+                    w.join(timeout=60)
+                committed = sum(c for c, _ in outcomes)
+                errors = {}
+                for _, e in outcomes:
+                    for message, n in e.items():
+                        errors[message] = errors.get(message, 0) + n
+                print(f"\n{committed} committed, errors {errors}")
+                self.assertEqual(errors, {})
+                self.assertEqual(committed, len(writers) * self.PER_WRITER)
+                conn = connect(os.path.join(root, "src", "counter.db"))
+                self.assertEqual(conn.execute("SELECT n, mirror FROM counter").fetchone(),
+                                 (committed, committed))
+                self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone(), ("ok",))
+                conn.close()
+            finally:
+                stop_all(mounts)
+
+
+class StaleNames(unittest.TestCase):
+    """B's mount and B's client both still hold a name whose file A removed."""
+
+    def test_create_meets_a_name_another_host_removed(self):
+        with temp_root() as root:
+            # B's kernel keeps the name for 30 s, its client for 3 s: the test needs less.
+            a, b = start_cluster_with_clients(root, 2, 0, 3, "--entry-timeout", "30")
+            try:
+                on_a = os.path.join(a.mountpoint, "f")
+                on_b = os.path.join(b.mountpoint, "f")
+                with open(on_a, "w") as f:
+                    f.write("one")
+                self.assertEqual(os.stat(on_b).st_size, 3)  # B's kernel and client hold "f"
+                os.unlink(on_a)
+                fd = os.open(on_b, os.O_RDWR | os.O_CREAT, 0o644)  # was ENOENT
+                os.write(fd, b"two")
+                os.close(fd)
+                with open(os.path.join(root, "src", "f")) as f:
+                    self.assertEqual(f.read(), "two")
+            finally:
+                stop_all([a, b])
+
+
+    def test_listing_shows_a_name_the_client_caches_as_absent(self):
+        with temp_root() as root:
+            (b,) = start_cluster_with_clients(root, 1, 30, 1)
+            try:
+                on_b = os.path.join(b.mountpoint, "n")
+                self.assertFalse(os.path.exists(on_b))  # B's client now caches "no n" (30 s)
+                with open(os.path.join(root, "src", "n"), "w") as f:
+                    f.write("x")  # another host creates it
+                self.assertFalse(os.path.exists(on_b), "the client must still cache the absence")
+                self.assertIn("n", os.listdir(b.source))  # the client's READDIR lists it
+                self.assertIn("n", os.listdir(b.mountpoint))  # was hidden by READDIRPLUS
+            finally:
+                stop_all([b])
+
+
+NOBODY = 65534
+
+
+def fuse_open_to_all():
+    """Whether a daemon that is not root can mount (Debian's /dev/fuse is 0666)."""
+    try:
+        mode = os.stat("/dev/fuse").st_mode
+        helper = os.stat("/usr/bin/fusermount3").st_mode
+    except FileNotFoundError:
+        return False
+    return mode & 0o006 == 0o006 and helper & stat.S_ISUID
+
+
+def journal_went_stale_then_write(db_a, db_b, results):
+    """As nobody: A writes; B looks at A's live journal by name; A commits (deleting it); B
+    writes at once, creating the journal B's client still holds the name of."""
+    become(NOBODY)
+    try:
+        create_counter(db_a, "delete")
+        conn_a, conn_b = connect(db_a, timeout=10), connect(db_b, timeout=10)
+        conn_a.execute("BEGIN IMMEDIATE")
+        conn_a.execute("UPDATE counter SET n = n + 1, mirror = mirror + 1")
+        saw = os.path.exists(db_b + "-journal")
+        conn_a.execute("COMMIT")
+        conn_b.execute("BEGIN IMMEDIATE")
+        conn_b.execute("UPDATE counter SET n = n + 1, mirror = mirror + 1")
+        conn_b.execute("COMMIT")
+        (n,) = conn_b.execute("SELECT n FROM counter").fetchone()
+        results.put(("ok", saw, n))
+    except sqlite3.Error as e:
+        results.put(("error", str(e)))
+
+
+class StaleJournalNameOfAMountThatIsNotRoot(unittest.TestCase):
+    """A daemon run by a user creates with plain O_CREAT (root creates O_EXCL first, to hand the
+    file to its caller, which makes the client look the name up): the case of the issue."""
+
+    @unittest.skipUnless(fuse_open_to_all(), "/dev/fuse is not open to users here")
+    def test_write_after_the_journal_name_went_stale(self):
+        with temp_root() as root:
+            src = os.path.join(root, "src")
+            leases = os.path.join(root, "leases")
+            for d in (src, leases):
+                os.makedirs(d)
+                os.chown(d, NOBODY, NOBODY)
+            mounts = []
+            try:
+                for i in range(2):
+                    mnt = os.path.join(root, f"host{i}")
+                    os.makedirs(mnt)
+                    os.chown(mnt, NOBODY, NOBODY)
+                    client = CachingClient(src, os.path.join(root, f"client{i}"), 0, 3)
+                    mounts.append(Mount(client.mountpoint, mnt, "--namespace", src,
+                                        "--lease-store", "local:" + leases + "/leases.db",
+                                        client=client, uid=NOBODY))
+                results = multiprocessing.Queue()
+                p = multiprocessing.Process(
+                    target=journal_went_stale_then_write,
+                    args=[os.path.join(m.mountpoint, "counter.db") for m in mounts] + [results])
+                p.start()
+                outcome = results.get(timeout=120)
+                p.join(timeout=30)
+                self.assertEqual(outcome, ("ok", True, 2))
+            finally:
+                stop_all(mounts)
+
+
+if __name__ == "__main__":
+    unittest.main()
