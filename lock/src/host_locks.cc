@@ -580,17 +580,14 @@ HostLocks::Counters HostLocks::counters() const {
                   counters_.fenced_writes};
 }
 
+HostLocks::KnownDatabase HostLocks::known(const std::string& lease) const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = known_.find(lease);
+  return it == known_.end() ? KnownDatabase{} : it->second;
+}
+
 void HostLocks::flush(const std::string& lease) {
-  std::set<FileKey> files;
-  std::vector<std::string> names;
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    auto it = known_.find(lease);
-    if (it != known_.end()) {
-      files = it->second.files;
-      names = it->second.names;
-    }
-  }
+  const auto [files, names] = known(lease);
   auto sync = [](int fd, const std::string& what) {
     if (fd < 0) return;
     if (fsync(fd) < 0) spdlog::error("fsync {} before handing off: {}", what, std::strerror(errno));
@@ -611,16 +608,7 @@ void HostLocks::flush(const std::string& lease) {
 }
 
 void HostLocks::invalidate(const std::string& lease) {
-  std::set<FileKey> files;
-  std::vector<std::string> names;
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    auto it = known_.find(lease);
-    if (it != known_.end()) {
-      files = it->second.files;
-      names = it->second.names;
-    }
-  }
+  const auto [files, names] = known(lease);
   // The backing client's cache (NFS: close-to-open revalidation on open, clean pages dropped),
   // then the kernel's FUSE cache of pages and attributes.
   auto drop = [&](int fd, const FileRef& file) {

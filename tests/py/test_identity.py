@@ -77,7 +77,9 @@ def status(mountpoint):
     return json.loads(out.stdout)
 
 
-class Identity(unittest.TestCase):
+class TwoHosts(unittest.TestCase):
+    """Two mounts (hosts) of root/src: self.a and self.b."""
+
     def setUp(self):
         self._root = temp_root()
         self.root = self._root.__enter__()
@@ -94,6 +96,8 @@ class Identity(unittest.TestCase):
     def on(self, mount, name):
         return os.path.join(mount.mountpoint, name)
 
+
+class Identity(TwoHosts):
     def test_hard_links_are_one_database(self):
         create_counter(self.on(self.a, "hl1.db"))
         os.link(os.path.join(self.src, "hl1.db"), os.path.join(self.src, "hl2.db"))
@@ -220,26 +224,10 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class RemovingAndReplacing(unittest.TestCase):
+class RemovingAndReplacing(TwoHosts):
     """Unlink, rename and replace of a database and its journal work like any file's: the host
     takes the claim it needs for the operation (waiting as a lock would), never EIO while the
     store is reachable; and SQLite's chown of its journals is not a write to fence."""
-
-    def setUp(self):
-        self._root = temp_root()
-        self.root = self._root.__enter__()
-        self.mounts = start_cluster(self.root, 2)
-        self.a, self.b = self.mounts
-        self.src = os.path.join(self.root, "src")
-
-    def tearDown(self):
-        try:
-            stop_all(self.mounts)
-        finally:
-            self._root.__exit__(None, None, None)
-
-    def on(self, mount, name):
-        return os.path.join(mount.mountpoint, name)
 
     def test_remove_rename_and_replace_a_database_no_one_uses(self):
         create_counter(self.on(self.a, "app.db"))

@@ -168,6 +168,8 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // The database lease that fences a write-class operation on `file` (or on `name` inside it), or
   // empty if it touches no database of this host's.
   std::string fenced_lease(const FileRef& file, std::string_view name);
+  // A copy of what this host knows of the database (its files and names).
+  KnownDatabase known(const std::string& lease) const;
   // Takes the write set of `lease` for one operation by a process holding no lock (FENCING).
   int admit_transient(const std::string& lease, WriteTicket* ticket);
   DatabaseLocks& database(const std::string& name);
