@@ -380,6 +380,19 @@ class PassthroughImpl final : public Passthrough {
     // The kernel clears set-user-ID/set-group-ID on write, truncate and chown itself (by a
     // SETATTR). Left to us, it would not happen: our writes run as root, which keeps them.
     conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+    // No auto_inval_data (libfuse turns it on by default). With it, every attribute reply that
+    // shows a new mtime makes the kernel drop all of the file's cached pages, and a read() after
+    // any write() first asks for attributes, so while a file is written its pages are dropped
+    // over and over. The kernel's write() (no writeback_cache) puts its bytes in the page cache
+    // before it sends the WRITE and leaves those pages unlocked, so a drop in that window lets a
+    // reader fetch the page again, from the backing file as it was before the WRITE; the stale
+    // page then stays cached after write() returns. The session answers a READ only after the
+    // WRITEs sent before it (request_order.h), but the kernel can send the reader's READ before
+    // the writer's WRITE, and no daemon can help that: the fewer drops, the fewer such windows.
+    // Nothing needs it: this host's writes keep the cache current, open() without keep_cache
+    // drops pages changed elsewhere (close-to-open), and CacheInvalidator drops them when a lease
+    // moves. fuse/README.md ("No auto_inval_data") has the evidence (SQLite's walthread.test).
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
     // POSIX ACLs (opt-in, --acl): the kernel enforces them (reading system.posix_acl_* through
     // getxattr, one extra request per inode) and leaves the umask to us, so a default ACL on the
     // parent overrides it as on a local disk. Off, permissions are the mode bits.

@@ -1,14 +1,27 @@
 // session.cc — libfuse session lifecycle: argument vector, mount, multithreaded loop, unmount.
 #include "leasefs/fuse/session.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <list>
 #include <mutex>
 #include <set>
+#include <thread>
+
+#include "request_order.h"
 
 namespace leasefs::fuse {
 namespace {
@@ -51,6 +64,145 @@ std::string escape_option_value(const std::string& value) {
   }
   return out;
 }
+
+// The multithreaded request loop. libfuse's fuse_session_loop_mt() lets every idle worker read
+// /dev/fuse at once, so the order in which requests reach their handlers is not the order in
+// which the kernel sent them; a READ sent after a WRITE can then be answered from the file as it
+// was before that WRITE, and the kernel keeps the stale page (request_order.h, fuse/README.md).
+// Here one worker at a time reads a request and admits it to a RequestOrder before the next
+// worker may read; requests are then processed concurrently, except that a READ waits for the
+// WRITEs (and truncations, fallocates, copies) the kernel sent before it on the same bytes.
+// Workers are started as needed, up to max_threads, as libfuse does.
+class Loop {
+ public:
+  Loop(fuse_session* session, unsigned max_threads)
+      : session_(session), max_threads_(max_threads ? max_threads : 1) {}
+
+  // Serves until the session ends (unmount, or a signal through libfuse's handlers). Returns 0,
+  // or the negative errno that stopped it.
+  int run() {
+    stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    done_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (stop_fd_ < 0 || done_fd_ < 0) return -errno;
+    // Non-blocking reads: a worker with nothing to read sleeps in poll(), where a stop wakes it
+    // (a read() would sleep until the next request).
+    int fd = fuse_session_fd(session_);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+    // Workers never take the termination signals: they reach this thread, whose ppoll() they
+    // interrupt; libfuse's handler has already marked the session exited.
+    sigset_t signals, previous;
+    sigemptyset(&signals);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+    pthread_sigmask(SIG_BLOCK, &signals, &previous);
+    {
+      std::lock_guard<std::mutex> guard(state_mutex_);
+      start_worker_locked();
+    }
+    // The signals can only be handled inside ppoll() (or before run()), so an exit seen after an
+    // interrupted ppoll() was libfuse's signal handler.
+    bool signalled = fuse_session_exited(session_);
+    for (;;) {
+      pollfd done = {done_fd_, POLLIN, 0};
+      if (fuse_session_exited(session_)) break;
+      // Returns when a worker saw the session end, or with EINTR on a signal.
+      if (ppoll(&done, 1, nullptr, &previous) < 0 && errno == EINTR)
+        signalled = fuse_session_exited(session_);
+      if (done.revents) break;
+    }
+    stopped_by_signal_ = signalled && fuse_session_exited(session_);
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof one);
+    std::list<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> guard(state_mutex_);
+      stopping_ = true;
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+    close(stop_fd_);
+    close(done_fd_);
+    return error_;
+  }
+
+  // run() ended because SIGTERM, SIGINT or SIGHUP arrived (libfuse's handlers).
+  bool stopped_by_signal() const { return stopped_by_signal_; }
+
+ private:
+  static constexpr int kStop = std::numeric_limits<int>::min();
+
+  void start_worker_locked() {
+    if (stopping_) return;
+    // The new thread inherits this mask: termination signals stay blocked in every worker.
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    threads_.emplace_back([this] { worker(); });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    idle_++;
+  }
+
+  // Under receive_mutex_: waits for a request or the stop. kStop, 0 when the session ended, a
+  // negative errno, or the size of the request in *buf.
+  int receive(fuse_buf* buf) {
+    pollfd fds[2] = {{fuse_session_fd(session_), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    for (;;) {
+      if (fuse_session_exited(session_)) return kStop;
+      int res = fuse_session_receive_buf(session_, buf);
+      if (res == -EINTR) continue;
+      if (res != -EAGAIN) return res;
+      // Nothing queued: sleep until a request comes or run() stops the loop.
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) return -errno;
+      if (fds[1].revents) return kStop;
+    }
+  }
+
+  void worker() {
+    fuse_buf buf;
+    std::memset(&buf, 0, sizeof buf);
+    for (;;) {
+      RequestOrder::Ticket ticket;
+      {
+        std::lock_guard<std::mutex> receiving(receive_mutex_);
+        int res = receive(&buf);
+        if (res == kStop) break;
+        if (res <= 0) {  // 0: unmounted (libfuse marked the session exited); else an error
+          if (res < 0) {
+            spdlog::error("reading /dev/fuse: {}", std::strerror(-res));
+            error_ = res;
+            fuse_session_exit(session_);
+          }
+          uint64_t one = 1;
+          (void)!write(done_fd_, &one, sizeof one);
+          break;
+        }
+        if (!(buf.flags & FUSE_BUF_IS_FD)) ticket = order_.admit(buf.mem, buf.size);
+        std::lock_guard<std::mutex> guard(state_mutex_);
+        if (--idle_ == 0 && threads_.size() < max_threads_) start_worker_locked();
+      }
+      order_.wait(ticket);
+      fuse_session_process_buf(session_, &buf);
+      order_.complete(ticket);
+      std::lock_guard<std::mutex> guard(state_mutex_);
+      idle_++;
+    }
+    std::free(buf.mem);
+  }
+
+  fuse_session* session_;
+  unsigned max_threads_;
+  RequestOrder order_;
+  std::mutex receive_mutex_;  // one worker reads /dev/fuse and admits its request at a time
+  std::mutex state_mutex_;    // threads_, idle_, stopping_
+  std::list<std::thread> threads_;
+  unsigned idle_ = 0;  // workers not processing a request
+  bool stopping_ = false;
+  bool stopped_by_signal_ = false;
+  int error_ = 0;
+  int stop_fd_ = -1;  // eventfd: readable once run() stops the workers
+  int done_fd_ = -1;  // eventfd: a worker saw the session end
+};
 
 }  // namespace
 
@@ -101,16 +253,9 @@ std::unique_ptr<Session> Session::Mount(Passthrough& fs, const SessionConfig& co
 }
 
 int Session::run() {
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(loop, config_.clone_fd ? 1 : 0);
-  fuse_loop_cfg_set_max_threads(loop, config_.max_threads);
-  int rc = fuse_session_loop_mt(session_, loop);
-  fuse_loop_cfg_destroy(loop);
-  // libfuse's signal handler records the signal number as the session's "error".
-  if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) {
-    spdlog::info("stopping on signal {}", rc);
-    return 0;
-  }
+  Loop loop(session_, config_.max_threads);
+  int rc = loop.run();
+  if (loop.stopped_by_signal()) spdlog::info("stopping on a signal");
   return rc;
 }
 

@@ -7,6 +7,9 @@
 //     (umount, fusermount3 -u) or SIGTERM, SIGINT or SIGHUP arrives; then it returns 0 (also when
 //     stopped by one of those signals), or the error of the loop. The session unmounts (if still
 //     mounted) on destruction.
+//   * Requests are taken from the kernel one at a time, in the kernel's order, and handled
+//     concurrently, except that a READ is handled only after every WRITE, truncation, fallocate
+//     or copy that the kernel sent before it on the same bytes (src/request_order.h says why).
 //   * libfuse's own diagnostics are routed to spdlog; the last one is kept for error messages.
 #pragma once
 
@@ -26,7 +29,6 @@ struct SessionConfig {
   bool debug = false;                       // libfuse request tracing on stderr
   std::vector<std::string> kernel_options;  // passed through: nosuid, nodev, noexec, noatime, ...
   unsigned max_threads = 16;
-  bool clone_fd = true;  // one /dev/fuse descriptor per worker: less contention
 };
 
 class Session {
