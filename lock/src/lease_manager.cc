@@ -328,6 +328,7 @@ StoreResult LeaseManager::settle(const std::string& key, const StoreResult& atte
 }
 
 bool LeaseManager::start(std::string* error) {
+  store_generation_ = store_.generation();
   TimePoint sent = clock_.now();
   std::string token = next_token();
   StoreResult r =
@@ -378,15 +379,16 @@ bool LeaseManager::renew() {
     return true;
   }
   if (r.outcome == StoreOutcome::kConflict) {
-    spdlog::error("lease session {} was declared dead by another host; all claims are lost",
-                  session_id_);
-    dead_ = true;
-    next_rejoin_ = clock_.now();
-    for (auto& [name, db] : databases_) {
-      db.claims = RegionModes{};
-      db.demand_pending = false;  // the dead session's demand is nothing to poll for
-      db.unsettled = false;
+    if (r.record.revision == 0) {
+      spdlog::error(
+          "lease session {} is gone from the lease store (was the store replaced or its data "
+          "deleted?); all claims are lost",
+          session_id_);
+    } else {
+      spdlog::error("lease session {} was declared dead by another host; all claims are lost",
+                    session_id_);
     }
+    lose_session();
     return false;
   }
   stats_.renewal_failures++;
@@ -396,6 +398,16 @@ bool LeaseManager::renew() {
   next_renewal_ =
       clock_.now() + std::min<Duration>(config_.lease / 16, std::chrono::milliseconds(500));
   return false;
+}
+
+void LeaseManager::lose_session() {
+  dead_ = true;
+  next_rejoin_ = clock_.now();
+  for (auto& [name, db] : databases_) {
+    db.claims = RegionModes{};
+    db.demand_pending = false;  // the dead session's demand is nothing to poll for
+    db.unsettled = false;
+  }
 }
 
 void LeaseManager::rejoin() {
@@ -421,6 +433,7 @@ void LeaseManager::rejoin() {
       return;
     }
     old_id = session_id_;
+    store_generation_ = store_.generation();  // a session in the store as it is now
     session_id_ = config_.session_name + "#" + RandomHex();
     session_key_ = SessionKey(session_id_);
   }
@@ -461,7 +474,7 @@ void LeaseManager::rejoin() {
 
 bool LeaseManager::fenced() const {
   std::lock_guard<std::mutex> guard(mutex_);
-  return dead_ || clock_.now() >= deadline_;
+  return dead_ || clock_.now() >= deadline_ || store_replaced();
 }
 
 bool LeaseManager::dead() const {
@@ -487,7 +500,7 @@ RegionModes LeaseManager::held(const std::string& db) const {
 
 bool LeaseManager::may_write(const std::string& db) const {
   std::lock_guard<std::mutex> guard(mutex_);
-  if (dead_ || clock_.now() >= deadline_) return false;
+  if (dead_ || clock_.now() >= deadline_ || store_replaced()) return false;
   auto it = databases_.find(db);
   if (it == databases_.end()) return false;
   const RegionModes& c = it->second.claims;
@@ -530,7 +543,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
 ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& use,
                                   const RegionModes& entering) {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (dead_ || clock_.now() >= deadline_) return ClaimResult::kFenced;
+  if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
   Database& db = databases_[name];
   db.last_used = clock_.now();
   db.handoff_at.reset();  // a local lock again: no eager handoff until it goes
@@ -1073,6 +1086,13 @@ TimePoint LeaseManager::tick() {
   bool renew_due, rejoin_due;
   {
     std::lock_guard<std::mutex> guard(mutex_);
+    if (!dead_ && store_replaced()) {
+      spdlog::error(
+          "lease session {} was in a lease store that has been replaced; all claims "
+          "are lost",
+          session_id_);
+      lose_session();
+    }
     renew_due = !dead_ && now >= next_renewal_;
     rejoin_due = dead_ && now >= next_rejoin_;
   }

@@ -7,13 +7,27 @@
 // processes' transactions, but never past the caller's deadline: a write that could not start
 // or commit in time was not applied (kUnavailable) — SQLite's COMMIT is atomic, so a local store
 // never answers kAmbiguous.
+//
+// The store is the file at its path, not the file this process happened to open: if it is deleted
+// or replaced while mounts run (rm leases.db*), mounts that kept writing into their open copy
+// would no longer see each other's claims. Every request first checks that the path still names
+// the opened file (one stat) and otherwise opens the path again (creating it if it is gone). The
+// session record is then missing from the new file, so the next renewal's compare-and-set fails:
+// the mount is fenced, its claims are dropped, and it joins again in the store the others use.
+// That check comes at the next request, which may be a renewal seconds away while the mount
+// grants locks from cached claims; so a thread also watches the file (inotify: deleted, moved,
+// its links gone) and bumps generation(), which the lease manager reads on every lock request.
 #include "leasefs/lock/local_store.h"
 
+#include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -37,14 +51,36 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Opens (creating if needed) and sets up the store's SQLite file; nullptr and *error on failure.
+sqlite3* OpenConnection(const std::string& path, std::string* error);
+
+bool SameFile(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 class LocalStore final : public LeaseStore {
  public:
-  LocalStore(sqlite3* db, std::string path, const Clock& clock)
-      : db_(db), path_(std::move(path)), clock_(clock) {}
-  ~LocalStore() override { sqlite3_close_v2(db_); }
+  LocalStore(sqlite3* db, std::string path, const struct stat& opened, const Clock& clock)
+      : db_(db), path_(std::move(path)), opened_(opened), clock_(clock) {
+    watch_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (watch_fd_ >= 0) {
+      watch_ =
+          inotify_add_watch(watch_fd_, path_.c_str(), IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB);
+      watcher_ = std::thread([this] { watch(); });
+    }
+  }
+  ~LocalStore() override {
+    stopping_ = true;
+    if (watcher_.joinable()) watcher_.join();
+    if (watch_fd_ >= 0) ::close(watch_fd_);
+    sqlite3_close_v2(db_);
+  }
+
+  uint64_t generation() const override { return generation_.load(std::memory_order_relaxed); }
 
   StoreResult get(const std::string& key, TimePoint deadline) override {
     std::lock_guard<std::mutex> guard(mutex_);
+    if (!still_the_store()) return reopen_failed();
     set_busy_timeout(deadline);
     StoreResult result;
     if (!read(key, &result.record)) return unavailable("read");
@@ -65,6 +101,7 @@ class LocalStore final : public LeaseStore {
   StoreResult list(const std::string& prefix, std::vector<Record>* out,
                    TimePoint deadline) override {
     std::lock_guard<std::mutex> guard(mutex_);
+    if (!still_the_store()) return reopen_failed();
     set_busy_timeout(deadline);
     Statement stmt(db_,
                    "SELECT key, revision, body FROM records WHERE substr(key, 1, ?1) = ?2 "
@@ -113,6 +150,7 @@ class LocalStore final : public LeaseStore {
   StoreResult write(const std::string& key, uint64_t expected_revision, const std::string* body,
                     TimePoint deadline) {
     std::lock_guard<std::mutex> guard(mutex_);
+    if (!still_the_store()) return reopen_failed();
     set_busy_timeout(deadline);
     if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
       return unavailable("begin");
@@ -166,9 +204,89 @@ class LocalStore final : public LeaseStore {
     return result;
   }
 
+  // The watcher thread: any event on the opened file that leaves path_ naming another file (or
+  // none) bumps the generation once per replacement.
+  void watch() {
+    bool reported = false;
+    struct stat reported_for {};
+    while (!stopping_) {
+      pollfd p{watch_fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char events[4096];
+      while (::read(watch_fd_, events, sizeof events) > 0) {
+      }
+      struct stat now, opened;
+      bool same;
+      {
+        std::lock_guard<std::mutex> guard(opened_mutex_);
+        opened = opened_;
+        same = stat(path_.c_str(), &now) == 0 && SameFile(now, opened);
+      }
+      if (!same && !(reported && SameFile(reported_for, opened))) {
+        reported = true;
+        reported_for = opened;
+        generation_++;
+        spdlog::error(
+            "local lease store {} was deleted or replaced: fencing until this mount "
+            "joins the store now at that path",
+            path_);
+      }
+    }
+  }
+
+  // Whether path_ still names the file db_ has open; if not, opens the path again (see the top).
+  bool still_the_store() {
+    struct stat now;
+    if (stat(path_.c_str(), &now) == 0 && SameFile(now, opened_)) return true;
+    std::string error;
+    sqlite3* fresh = OpenConnection(path_, &error);
+    if (!fresh) {
+      reopen_error_ = error;
+      return false;
+    }
+    struct stat opened;
+    if (stat(path_.c_str(), &opened) != 0) {
+      sqlite3_close_v2(fresh);
+      reopen_error_ = "local lease store " + path_ + " vanished again";
+      return false;
+    }
+    spdlog::error("local lease store {} was replaced or deleted; using the file now at that path",
+                  path_);
+    if (generation_ == reported_generation_) generation_++;  // the watcher had not seen it
+    reported_generation_ = generation_;
+    sqlite3_close_v2(db_);
+    db_ = fresh;
+    {
+      std::lock_guard<std::mutex> guard(opened_mutex_);
+      opened_ = opened;
+    }
+    if (watch_fd_ >= 0) {
+      inotify_rm_watch(watch_fd_, watch_);
+      watch_ =
+          inotify_add_watch(watch_fd_, path_.c_str(), IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB);
+    }
+    return true;
+  }
+
+  StoreResult reopen_failed() {
+    StoreResult result;
+    result.outcome = StoreOutcome::kUnavailable;
+    result.error = reopen_error_;
+    return result;
+  }
+
   std::mutex mutex_;  // one connection, used by one thread at a time
   sqlite3* db_;
   std::string path_;
+  std::mutex opened_mutex_;  // opened_ is also read by the watcher
+  struct stat opened_;       // the file db_ has open
+  std::atomic<uint64_t> generation_{0};
+  uint64_t reported_generation_ = 0;  // the generation when db_ was opened (under mutex_)
+  int watch_fd_ = -1;
+  int watch_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::thread watcher_;
+  std::string reopen_error_;
   const Clock& clock_;
 };
 
@@ -195,10 +313,24 @@ std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock&
     }
     chmod(dir.c_str(), 0700);
   }
+  sqlite3* db = OpenConnection(path, error);
+  if (!db) return nullptr;
+  struct stat opened;
+  if (stat(path.c_str(), &opened) != 0) {
+    *error = "cannot open lease store " + path + ": " + std::strerror(errno);
+    sqlite3_close_v2(db);
+    return nullptr;
+  }
+  return std::make_unique<LocalStore>(db, path, opened, clock);
+}
+
+namespace {
+
+sqlite3* OpenConnection(const std::string& path, std::string* error) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  auto fail = [&](const std::string& what) {
+  auto fail = [&](const std::string& what) -> sqlite3* {
     *error = "cannot open lease store " + path + ": " + what;
     sqlite3_close_v2(db);
     return nullptr;
@@ -221,7 +353,9 @@ std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock&
     if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) return fail(what);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return std::make_unique<LocalStore>(db, path, clock);
+  return db;
 }
+
+}  // namespace
 
 }  // namespace leasefs::lock

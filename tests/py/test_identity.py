@@ -12,8 +12,9 @@ import sqlite3
 import subprocess
 import unittest
 
-from harness import temp_root
-from test_cluster import connect, start_cluster, stop_all
+import dynamo
+from harness import host_mount, temp_root
+from test_cluster import connect, start_cluster, stop_all, store_option
 
 
 def increment(path, count, journal_mode, results):
@@ -286,3 +287,31 @@ def remove_and_report(path, result):
     except OSError as e:
         import errno
         result.put(errno.errorcode.get(e.errno, str(e.errno)))
+
+
+class LeaseStoreReplaced(unittest.TestCase):
+    @unittest.skipIf(dynamo.selected(), "the local store's file")
+    def test_store_deleted_under_a_mount_is_not_split(self):
+        """The local store's file deleted while a mount runs, then a second mount with the same
+        path: the first must notice that the file it renews into is no longer the store the
+        others use (fence, drop its claims, join again), or the two serialize on nothing."""
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1)
+            try:
+                create_counter(os.path.join(a.mountpoint, "c.db"))
+                for name in os.listdir(root):
+                    if name.startswith("leases.db"):
+                        os.unlink(os.path.join(root, name))
+                mnt = os.path.join(root, "host1")
+                os.makedirs(mnt)
+                b = host_mount(root, os.path.join(root, "src"), mnt, 1,  # the same path
+                               "--lease-store", store_option(root))
+                try:
+                    run_counter([os.path.join(a.mountpoint, "c.db"),
+                                 os.path.join(b.mountpoint, "c.db")])
+                    self.assertEqual(counter(os.path.join(root, "src", "c.db")), (300, "ok"))
+                finally:
+                    stop_all([b])
+            finally:
+                stop_all([a])
+            self.assertIn("was replaced or deleted", a.log())

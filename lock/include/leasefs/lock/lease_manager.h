@@ -28,7 +28,9 @@
 //   with every database's claims and version forgotten, so the first lock taken in the new
 //   session drops the kernel's caches. A process can therefore never carry a lock, or a cache,
 //   from the lost session into the new one. A lock held forever keeps the mount fenced (and
-//   says so in the log) rather than risk that.
+//   says so in the log) rather than risk that. A store that is replaced under a running mount
+//   (LeaseStore::generation: the local store's file deleted) loses the session the same way, at
+//   once: from then on no cached claim grants a lock, since nobody else sees it.
 //   Another host declares us dead only after seeing our session record's revision unchanged for
 //   a full L on ITS clock, by a compare-and-set on the revision it saw (so a renewal that races
 //   it wins). Because our deadline ran from a renewal sent before its observation, we stopped
@@ -311,6 +313,11 @@ class LeaseManager {
   ClaimResult acquire_from_store(const std::string& db, const RegionModes& use,
                                  const RegionModes& entering, bool* held_off);
   bool renew();
+  // Our session is gone (declared dead, or its store replaced): every claim is dropped and the
+  // manager waits to join again (see REJOINING). Called with mutex_ held.
+  void lose_session();
+  // The store was replaced since our session was created in it (LeaseStore::generation).
+  bool store_replaced() const { return store_.generation() != store_generation_; }
   // While dead_ and no database has local use: opens a new session. Called from tick().
   void rejoin();
   bool session_is_dead(const std::string& session);  // may mark it dead in the store
@@ -352,6 +359,7 @@ class LeaseManager {
   std::map<std::string, Database> databases_;
   std::map<std::string, Observation> observations_;  // other sessions' liveness, by session id
   uint64_t session_revision_ = 0;
+  uint64_t store_generation_ = 0;  // the store's generation when our session was created
   TimePoint deadline_{};
   TimePoint next_renewal_{};
   bool dead_ = false;

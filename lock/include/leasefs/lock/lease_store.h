@@ -65,6 +65,12 @@ class LeaseStore {
 
   // Short description for logs and status, e.g. "local:/var/lib/leasefs/leases.db".
   virtual std::string describe() const = 0;
+
+  // Bumped whenever the store this object talks to stops being the one other hosts reach at the
+  // same address (the local store's file deleted or renamed away): every session and claim held
+  // through the old one must be treated as lost at once, before anyone could take them over.
+  // Cheap enough to read on every lock request.
+  virtual uint64_t generation() const { return 0; }
 };
 
 }  // namespace leasefs::lock
