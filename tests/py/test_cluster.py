@@ -50,7 +50,9 @@ def store_outage(root):
         blocker.close()
 
 
-def start_cluster(root, count, *extra):
+def start_cluster(root, count, *extra, **client):
+    """`count` hosts of root/src sharing a fresh lease store; `client` is passed to
+    harness.host_mount (each host's own caching storage client and its cache times)."""
     src = os.path.join(root, "src")
     os.makedirs(src, exist_ok=True)
     store = store_option(root)
@@ -59,9 +61,9 @@ def start_cluster(root, count, *extra):
         for i in range(count):
             mnt = os.path.join(root, f"host{i}")
             os.makedirs(mnt, exist_ok=True)
-            mounts.append(host_mount(root, src, mnt, i, "--lease-store", store, *extra))
+            mounts.append(host_mount(root, src, mnt, i, "--lease-store", store, *extra, **client))
     except BaseException:
-        for m in mounts:
+        for m in reversed(mounts):
             m.stop(check=False)
         raise
     return mounts

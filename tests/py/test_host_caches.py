@@ -27,7 +27,7 @@ import unittest
 
 from harness import CachingClient, Mount, become, host_mount, temp_root
 from test_cluster import (big_state, connect, create_big, create_counter, end_writer,
-                          start_in_transaction, stop_all, store_option)
+                          start_cluster, start_in_transaction, stop_all, store_option)
 
 
 def state(path):
@@ -38,22 +38,8 @@ def state(path):
 
 def start_cluster_with_clients(root, count, negative_timeout, entry_timeout, *extra):
     """`count` hosts of one SOURCE (root/src), each through its own caching client."""
-    src = os.path.join(root, "src")
-    os.makedirs(src, exist_ok=True)
-    store = store_option(root)
-    mounts = []
-    try:
-        for i in range(count):
-            mnt = os.path.join(root, f"host{i}")
-            os.makedirs(mnt, exist_ok=True)
-            mounts.append(host_mount(root, src, mnt, i, "--lease-store", store, *extra,
-                                     caching_client=True, negative_timeout=negative_timeout,
-                                     entry_timeout=entry_timeout))
-    except BaseException:
-        for m in reversed(mounts):
-            m.stop(check=False)
-        raise
-    return mounts
+    return start_cluster(root, count, *extra, caching_client=True,
+                         negative_timeout=negative_timeout, entry_timeout=entry_timeout)
 
 
 SPILLING_WRITER = r"""
