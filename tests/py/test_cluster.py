@@ -113,9 +113,11 @@ def create_counter(path, journal_mode):
 
 
 def writer(path, count, immediate, results):
-    """Read-modify-write increments; counts only transactions whose COMMIT succeeded."""
+    """Read-modify-write increments; counts only transactions whose COMMIT succeeded, and every
+    error other than BUSY (which a deferred BEGIN's upgrade may meet) by its message."""
     conn = connect(path)
     committed = 0
+    errors = {}
     while committed < count:
         try:
             conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -123,11 +125,13 @@ def writer(path, count, immediate, results):
             conn.execute("UPDATE counter SET n = ?, mirror = ? WHERE id = 1", (n + 1, n + 1))
             conn.execute("COMMIT")
             committed += 1
-        except sqlite3.OperationalError:  # deferred BEGIN: the upgrade may be refused (BUSY)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                errors[str(e)] = errors.get(str(e), 0) + 1
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
     conn.close()
-    results.put(("committed", committed))
+    results.put(("committed", committed, errors))
 
 
 def reader(path, stop, results):
@@ -148,8 +152,9 @@ def reader(path, stop, results):
     results.put(("reads", reads, torn))
 
 
-def run_counter_workload(paths, per_writer, with_readers=True):
-    """Two writers per path (one BEGIN IMMEDIATE, one deferred BEGIN) and a reader per path."""
+def run_counter_workload(paths, per_writer, with_readers=True, errors=None):
+    """Two writers per path (one BEGIN IMMEDIATE, one deferred BEGIN) and a reader per path.
+    The writers' errors other than BUSY are added to the dict `errors`, by message."""
     results = multiprocessing.Queue()
     stop = multiprocessing.Event()
     writers = []
@@ -177,6 +182,9 @@ def run_counter_workload(paths, per_writer, with_readers=True):
         item = results.get(timeout=30)
         if item[0] == "committed":
             committed += item[1]
+            for message, n in item[2].items():
+                if errors is not None:
+                    errors[message] = errors.get(message, 0) + n
         else:
             reads += item[1]
             torn += item[2]

@@ -22,12 +22,12 @@ import multiprocessing
 import os
 import sqlite3
 import stat
-import time
 import unittest
 
 from harness import CachingClient, Mount, become, host_mount, temp_root
 from test_cluster import (big_state, connect, create_big, create_counter, end_writer,
-                          start_cluster, start_in_transaction, stop_all, store_option)
+                          run_counter_workload, start_cluster, start_in_transaction, stop_all,
+                          store_option)
 
 
 def state(path):
@@ -96,32 +96,6 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
                 stop_all([a, b])
 
 
-def counting_writer(path, count, immediate, results):
-    """Read-modify-write increments; counts the commits and every error by its message."""
-    conn = connect(path)
-    committed = 0
-    errors = {}
-    deadline = time.monotonic() + 300
-    while committed < count and time.monotonic() < deadline:
-        try:
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            (n,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
-            conn.execute("UPDATE counter SET n = ?, mirror = ? WHERE id = 1", (n + 1, n + 1))
-            conn.execute("COMMIT")
-            committed += 1
-        except sqlite3.OperationalError as e:
-            message = str(e)
-            if "locked" not in message:  # BUSY on a deferred upgrade is SQLite's business
-                errors[message] = errors.get(message, 0) + 1
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.OperationalError:
-                    pass
-    conn.close()
-    results.put((committed, errors))
-
-
 class StaleJournalName(unittest.TestCase):
     # B's client keeps a -journal it saw for 3 s after A deleted it; absence is not cached.
     # The workload of issue 10. With root daemons and today's lease protocol it passes without
@@ -136,23 +110,13 @@ class StaleJournalName(unittest.TestCase):
             try:
                 paths = [os.path.join(m.mountpoint, "counter.db") for m in mounts]
                 create_counter(paths[0], "delete")
-                results = multiprocessing.Queue()
-                writers = [multiprocessing.Process(target=counting_writer,
-                                                   args=(p, self.PER_WRITER, immediate, results))
-                           for p in paths for immediate in (True, False)]
-                for w in writers:
-                    w.start()
-                outcomes = [results.get(timeout=400) for _ in writers]
-                for w in writers:
-                    w.join(timeout=60)
-                committed = sum(c for c, _ in outcomes)
                 errors = {}
-                for _, e in outcomes:
-                    for message, n in e.items():
-                        errors[message] = errors.get(message, 0) + n
+                committed, _, _, codes = run_counter_workload(paths, self.PER_WRITER,
+                                                              with_readers=False, errors=errors)
+                self.assertEqual(codes, [0] * len(codes))
                 print(f"\n{committed} committed, errors {errors}")
                 self.assertEqual(errors, {})
-                self.assertEqual(committed, len(writers) * self.PER_WRITER)
+                self.assertEqual(committed, 2 * len(paths) * self.PER_WRITER)
                 conn = connect(os.path.join(root, "src", "counter.db"))
                 self.assertEqual(conn.execute("SELECT n, mirror FROM counter").fetchone(),
                                  (committed, committed))
