@@ -13,7 +13,7 @@ import subprocess
 import unittest
 
 import dynamo
-from harness import host_mount, temp_root
+from harness import host_mount, temp_root, wait_for
 from test_cluster import connect, start_cluster, stop_all, store_option
 
 
@@ -270,7 +270,11 @@ class RemovingAndReplacing(TwoHosts):
         try:
             holder.execute("BEGIN IMMEDIATE")
             holder.execute("UPDATE counter SET n = 1")  # the journal exists now
-            os.chown(self.on(self.b, "owned.db-journal"), 65534, 65534)
+            # Without a lock B's name lookups are only as fresh as its storage client (with
+            # per-host caching clients it may remember "no journal" for a while).
+            journal_b = self.on(self.b, "owned.db-journal")
+            wait_for(lambda: os.path.exists(journal_b), 30, "B to see A's journal")
+            os.chown(journal_b, 65534, 65534)
             holder.execute("COMMIT")
         finally:
             holder.close()
