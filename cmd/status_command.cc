@@ -86,9 +86,9 @@ int RunStatus(const std::string& mountpoint, bool as_json) {
       Count(lk, "fenced_writes"), Count(lk, "abandoned_transactions"));
   std::printf(
       "handoffs    %llu yielded (%llu not taken), %llu idle releases, %llu cache invalidations, "
-      "%llu dead sessions taken over\n",
+      "%llu dead sessions taken over, %llu hot-journal checks\n",
       Count(st, "handoffs"), Count(st, "wasted_handoffs"), Count(st, "idle_releases"),
-      Count(st, "invalidations"), Count(st, "sessions_reaped"));
+      Count(st, "invalidations"), Count(st, "sessions_reaped"), Count(st, "hot_journal_checks"));
   std::printf("databases\n");
   for (const json& db : s["databases"]) {
     std::string path = db.value("path", "");

@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -419,16 +421,15 @@ void HostLocks::release_owner(const FileRef& file, uint64_t owner) {
       }
     }
     it->second.unlock_all(owner);
-    if (leases_) {
+    if (leases_ && !abandoned) {
       leases_->set_use(fi.lease, use_of(db));
-      if (abandoned) {
-        counters_.abandoned_transactions++;
-        spdlog::warn(
-            "a process closed {} inside a write transaction; releasing its claims so "
-            "its journal can be rolled back anywhere",
-            fi.path);
-        leases_->relinquish(fi.lease);
-      }
+    } else if (leases_) {
+      counters_.abandoned_transactions++;
+      spdlog::warn(
+          "a process closed {} inside a write transaction; releasing its claims so "
+          "its journal can be rolled back anywhere",
+          fi.path);
+      leases_->relinquish(fi.lease, use_of(db));
     }
   }
   note_locks_changed();
@@ -641,6 +642,45 @@ void HostLocks::invalidate(const std::string& lease) {
       }
     }
   }
+}
+
+// Makes this host's storage client look again at the names of the database's journals: a hot
+// journal another host's writer left must not hide behind a cached "no such file".
+//   * NFS: a stat of the directory with AT_STATX_FORCE_SYNC fetches its attributes from the
+//     server; a changed change attribute invalidates every cached lookup in it, negative ones too.
+//   * FUSE clients (and any client that revalidates a rename target): renameat2() of the database
+//     onto "NAME-journal/" with RENAME_NOREPLACE makes the kernel look the target up afresh
+//     (LOOKUP_RENAME_TARGET | LOOKUP_EXCL) and then refuses the rename whatever it finds: EEXIST
+//     if the journal exists, ENOTDIR if not (a non-directory cannot be renamed to a name with a
+//     trailing slash). Nothing is ever renamed or created.
+// Then this mount's own kernel cache of those names is dropped, so SQLite's next lookup reaches
+// the client.
+void HostLocks::revalidate(const std::string& lease) {
+  const auto names = known(lease).names;
+  for (const std::string& name : names) {
+    const std::string parent = ParentOf(name);
+    const std::string dir_path = parent.empty() ? source_ : source_ + "/" + parent;
+    const std::string base = name.substr(parent.empty() ? 0 : parent.size() + 1);
+    struct statx dir_stx;
+    const bool have_dir = statx(AT_FDCWD, dir_path.c_str(), AT_STATX_FORCE_SYNC,
+                                STATX_INO | STATX_MTIME, &dir_stx) == 0;
+    const std::string db_path = source_ + "/" + name;
+    for (const char* suffix : {"-journal", "-wal"}) {
+      const std::string probe = db_path + suffix + "/";
+      if (renameat2(AT_FDCWD, db_path.c_str(), AT_FDCWD, probe.c_str(), RENAME_NOREPLACE) == 0) {
+        // Cannot happen (see above); undo it rather than leave the database renamed.
+        spdlog::error("revalidating {}: the probe rename succeeded; renaming it back", name);
+        renameat2(AT_FDCWD, probe.c_str(), AT_FDCWD, db_path.c_str(), RENAME_NOREPLACE);
+      }
+      if (invalidator_ && have_dir) {
+        const dev_t dev = makedev(dir_stx.stx_dev_major, dir_stx.stx_dev_minor);
+        invalidator_->invalidate_name(FileRef{dev, static_cast<ino_t>(dir_stx.stx_ino), -1},
+                                      base + suffix);
+      }
+    }
+  }
+  spdlog::info("a writer died inside a transaction on {}: re-read its directory before locking",
+               names.empty() ? lease : names.back());
 }
 
 }  // namespace leasefs::lock

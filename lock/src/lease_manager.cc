@@ -112,6 +112,11 @@ struct DatabaseRecord {
   std::map<std::string, RegionModes> claims;
   std::map<std::string, RegionModes> demand;
   std::string by;  // the session that wrote this revision
+  // Non-empty (a unique id) from the moment a W claim was given up by a holder whose
+  // transaction did not end (a process or a host died): a hot journal may exist that a host's
+  // storage client does not show yet (see HOT JOURNALS). Cleared by the next clean release of
+  // a W claim by a host that made its storage view agree.
+  std::string hot;
 
   static bool Parse(const std::string& body, DatabaseRecord* out) {
     *out = DatabaseRecord{};
@@ -120,6 +125,9 @@ struct DatabaseRecord {
     if (!doc.is_object()) return false;
     out->version = doc.value("version", uint64_t{0});
     out->by = doc.value("by", std::string());
+    if (auto hot = doc.find("hot"); hot != doc.end() && hot->is_string()) {
+      out->hot = hot->get<std::string>();
+    }
     for (const char* field : {"claims", "demand"}) {
       auto it = doc.find(field);
       if (it == doc.end() || !it->is_object()) continue;
@@ -134,6 +142,7 @@ struct DatabaseRecord {
 
   std::string Serialize(const std::string& by_session, const std::string& token) const {
     json doc = {{"version", version}, {"by", by_session}, {"token", token}};
+    if (!hot.empty()) doc["hot"] = hot;
     doc["claims"] = json::object();
     doc["demand"] = json::object();
     for (const auto& [session, modes] : claims) {
@@ -583,7 +592,8 @@ void LeaseManager::remember(const std::string& name, const Record& record) {
   databases_[name].known = record;
 }
 
-void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint64_t version) {
+void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint64_t version,
+                         const std::string& hot) {
   bool invalidate;
   {
     std::lock_guard<std::mutex> guard(mutex_);
@@ -597,6 +607,7 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
     if (invalidate) stats_.invalidations++;
   }
   if (invalidate) listener_.invalidate(name);
+  agree_on_hot_journal(name, hot);
   std::lock_guard<std::mutex> guard(mutex_);
   Database& db = databases_[name];
   db.claims = mine;
@@ -694,7 +705,10 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         bool wrote = AnyWrite(record.claims[session]);
         record.claims.erase(session);
         record.demand.erase(session);
-        if (wrote) record.version++;  // it may have written: everyone must revalidate
+        if (wrote) {
+          record.version++;           // it may have written: everyone must revalidate
+          record.hot = next_token();  // and it may have left a hot journal (HOT JOURNALS)
+        }
         changed = true;
         std::lock_guard<std::mutex> guard(mutex_);
         stats_.sessions_reaped++;
@@ -753,7 +767,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         }
         if (!w.ok()) return unsettled_write(name);
       }
-      adopt(name, record.mine(session_id_), version);
+      adopt(name, record.mine(session_id_), version, record.hot);
       std::lock_guard<std::mutex> guard(mutex_);
       Database& db = databases_[name];
       db.competing = true;
@@ -800,6 +814,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       if (invalidate) stats_.invalidations++;
     }
     if (invalidate) listener_.invalidate(name);
+    agree_on_hot_journal(name, record.hot);
     // A grant is only as good as the session behind it.
     std::lock_guard<std::mutex> guard(mutex_);
     if (dead_ || clock_.now() >= deadline_) return ClaimResult::kFenced;
@@ -872,8 +887,28 @@ bool LeaseManager::session_is_dead(const std::string& session) {
   return false;
 }
 
-void LeaseManager::relinquish(const std::string& name) {
+void LeaseManager::relinquish(const std::string& name, const RegionModes& use) {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    Database& db = databases_[name];
+    db.use = use;
+    db.last_used = clock_.now();
+    db.handoff_at.reset();
+    db.abandoned = true;
+  }
   release_claims(name, Release::kAll);
+}
+
+void LeaseManager::agree_on_hot_journal(const std::string& name, const std::string& hot) {
+  if (hot.empty()) return;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (databases_[name].agreed_hot == hot) return;
+  }
+  listener_.revalidate(name);
+  std::lock_guard<std::mutex> guard(mutex_);
+  databases_[name].agreed_hot = hot;
+  stats_.hot_journal_checks++;
 }
 
 Mode LeaseManager::foreign_holder(const std::string& name, Region region, Mode mode) {
@@ -964,15 +999,19 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     // Claims handed to us that we have not adopted yet: adopt them first (dropping our caches if
     // the version moved), or releasing them below would record their version as one our caches
     // have seen. A record read from the store is current; the remembered copy may not be.
-    if (!from_known) adopt(name, mine, record.version);
+    if (!from_known) adopt(name, mine, record.version, record.hot);
     const bool others = record.has_others(session_id_);
     const bool competitor = fresh && (others || is_competitor(record.by));
     RegionModes use;
     bool dirty;
+    std::string agreed_hot;
+    bool abandoned;
     {
       std::lock_guard<std::mutex> guard(mutex_);
       use = db.use;
       dirty = db.dirty;
+      agreed_hot = db.agreed_hot;
+      abandoned = db.abandoned;
       db.others_want = record.others_want(session_id_);
       if (fresh) db.demand_checked = clock_.now();
       if (competitor) {
@@ -1033,6 +1072,11 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       if (!flushed) listener_.flush(name);
       flushed = !AnyWrite(keep);
       if (dirty) record.version++;
+      if (abandoned) {
+        record.hot = next_token();
+      } else if (!record.hot.empty() && agreed_hot == record.hot) {
+        record.hot.clear();  // a transaction ended cleanly where the hot journal was visible
+      }
     }
     if (AnyHeld(keep)) {
       record.claims[session_id_] = keep;
@@ -1063,6 +1107,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       // A W claim we keep may be written through at any moment (mark_dirty() since our
       // snapshot included): the next release of it must bump the version again.
       if (!AnyWrite(keep)) db.dirty = false;
+      if (abandoned) db.abandoned = false;  // the record now says so (HOT JOURNALS)
     }
     if (reason == Release::kAll) {
       stats_.idle_releases++;

@@ -37,6 +37,7 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
         {"wasted_handoffs", s.wasted_handoffs},
         {"idle_releases", s.idle_releases},
         {"invalidations", s.invalidations},
+        {"hot_journal_checks", s.hot_journal_checks},
         {"sessions_reaped", s.sessions_reaped},
         {"rejoins", s.rejoins}}},
       {"locks",
@@ -91,6 +92,9 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
   metric("idle_releases_total", "counter", "Idle cached claims released", s.idle_releases);
   metric("cache_invalidations_total", "counter", "Database caches dropped on a version change",
          s.invalidations);
+  metric("hot_journal_checks_total", "counter",
+         "Storage views made to show files a writer that died may have left (hot journals)",
+         s.hot_journal_checks);
   metric("sessions_reaped_total", "counter", "Dead sessions whose claims were taken over",
          s.sessions_reaped);
   metric("rejoins_total", "counter",

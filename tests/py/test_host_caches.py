@@ -20,6 +20,7 @@ LEASEFS_TEST_HOST_CLIENTS says, with the cache times the failure needs.
 """
 import multiprocessing
 import os
+import signal
 import sqlite3
 import stat
 import unittest
@@ -57,11 +58,6 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
     # B's client keeps "no big.db-journal" for 30 s (EFS's acdirmin), longer than the test.
     NEGATIVE_TIMEOUT = 30
 
-    # Not yet fixed (issue 10, part 2): the lease record must tell B that a hot journal may
-    # exist (its last writer died) and B must make its client agree before granting the lock.
-    # Until then this fails every time; an unexpected success fails the suite, so the marker
-    # cannot outlive the fix.
-    @unittest.expectedFailure
     def test_killed_writer_is_rolled_back_where_the_journal_was_cached_absent(self):
         with temp_root() as root:
             a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1)
@@ -94,6 +90,38 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
                 if proc is not None:
                     end_writer(proc)
                 stop_all([a, b])
+
+
+    def test_dead_host_is_rolled_back_where_the_journal_was_cached_absent(self):
+        """The same, but A's daemon dies (a dead host): B takes A's claims over after the lease
+        and must find the journal its client still believes absent."""
+        lease = 2
+        with temp_root() as root:
+            a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1,
+                                              "--lease-duration", str(lease))
+            proc = None
+            try:
+                src_db = os.path.join(root, "src", "big.db")
+                db_a = os.path.join(a.mountpoint, "big.db")
+                db_b = os.path.join(b.mountpoint, "big.db")
+                create_big(db_a)
+                committed = state(db_b)
+                proc = start_in_transaction(SPILLING_WRITER, db_a)
+                a.process.send_signal(signal.SIGKILL)  # the host dies holding its claims
+                a.process.wait()
+                end_writer(proc)
+                proc = None
+                self.assertTrue(os.path.exists(src_db + "-journal"), "no hot journal was left")
+                self.assertFalse(os.path.exists(os.path.join(b.source, "big.db-journal")),
+                                 "B's client must still cache the journal's absence")
+                seen = state(db_b)  # waits out A's lease, then takes its claims over
+                self.assertEqual((seen, os.path.exists(src_db + "-journal")), (committed, False),
+                                 "B did not roll the dead host's hot journal back")
+            finally:
+                if proc is not None:
+                    end_writer(proc)
+                a.stop(check=False)  # killed on purpose; its mount is gone
+                b.stop()
 
 
 class StaleJournalName(unittest.TestCase):

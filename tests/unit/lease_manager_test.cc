@@ -83,7 +83,8 @@ class RecordingListener final : public LeaseListener {
  public:
   void flush(const std::string& db) override { flushes[db]++; }
   void invalidate(const std::string& db) override { invalidations[db]++; }
-  std::map<std::string, int> flushes, invalidations;
+  void revalidate(const std::string& db) override { revalidations[db]++; }
+  std::map<std::string, int> flushes, invalidations, revalidations;
 };
 
 RegionModes Use(std::initializer_list<std::pair<Region, Mode>> regions) {
@@ -356,6 +357,68 @@ TEST_F(LeaseManagerTest, DeadHostIsReapedOnlyAfterAFullLeaseOnTheWaitersClock) {
   EXPECT_TRUE(a.manager->dead());
   EXPECT_FALSE(a.manager->may_write("app.db"));
   EXPECT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kFenced);
+}
+
+// HOT JOURNALS: a writer that died mid-transaction marks the record, and every other host makes
+// its storage view agree (once) before its next lock is granted; a clean transaction on a host
+// that agreed clears the mark, one on a host that did not leaves it.
+TEST_F(LeaseManagerTest, AbandonedTransactionMakesEveryHostRevalidateOnce) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  Host& c = AddHost("c");
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  a.manager->relinquish("app.db", kNothing);  // the writer died holding EXCLUSIVE
+  EXPECT_EQ(ClaimInStore(a, Region::kShared), Mode::kNone);
+  EXPECT_EQ(a.listener.revalidations["app.db"], 0);
+
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
+  EXPECT_EQ(b.manager->stats().hot_journal_checks, 1u);
+  b.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  b.manager->tick();  // idle release of an R claim: clears nothing
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);  // once per mark
+  b.manager->set_use("app.db", kNothing);
+  clock_.advance(seconds(2));
+  b.manager->tick();
+
+  // C saw the mark too, but its clean write transaction (the rollback) ends it for everyone.
+  ASSERT_EQ(c.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(c.listener.revalidations["app.db"], 1);
+  CommitAndYield(c);
+  clock_.advance(seconds(2));
+  c.manager->tick();
+  ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(a.listener.revalidations["app.db"], 0);  // cleared: nothing to look for
+}
+
+TEST_F(LeaseManagerTest, EveryNewMarkIsCheckedEvenByTheHostThatSetIt) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->relinquish("app.db", kNothing);
+  // A writes again at once from the record it remembers, then dies mid-transaction again.
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(a.listener.revalidations["app.db"], 1);  // A must look too: its mark is new to it
+  a.manager->relinquish("app.db", kNothing);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
+}
+
+TEST_F(LeaseManagerTest, ReapingADeadWritersClaimsMarksTheRecordHot) {
+  LeaseConfig config;
+  config.lease = seconds(10);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  clock_.advance(seconds(11));
+  b.manager->tick();
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->stats().sessions_reaped, 1u);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
 }
 
 // A session declared dead is not resurrected under the locks it held: the host joins again, as a

@@ -110,6 +110,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // LeaseListener
   void flush(const std::string& db) override;
   void invalidate(const std::string& db) override;
+  void revalidate(const std::string& db) override;
 
   struct Counters {
     uint64_t setlk = 0, setlk_busy = 0, setlkw_waits = 0, getlk = 0, flushes = 0;

@@ -11,7 +11,7 @@
 //   session/<id>  {"name","state":"alive"|"dead","token"}
 //       Rewritten every L/4 (the renewal). Its revision is the heartbeat counter.
 //   db/<id>       {"version":N, "claims":{session:{region:"r"|"w"}}, "demand":{session:{region:
-//                  "r"|"w"}}, "token"}
+//                  "r"|"w"}}, "by", "hot", "token"}
 //       `version` counts releases of W claims that wrote: the data version used for coherence.
 //   Every body carries a token unique to that write, so an ambiguous write is settled by
 //   re-reading (token present: it landed).
@@ -79,6 +79,19 @@
 //   waiter that gets it and no longer needs it yields it at the next demand. The host learns of
 //   demand from every record it reads; a refusal always re-reads, so stale knowledge costs one
 //   read.
+//
+// HOT JOURNALS
+//   SQLite finds a dead writer's hot journal by looking for the file when it takes SHARED. On
+//   shared storage each host's client caches names (NFS keeps "no such file" until the
+//   directory's attributes are revalidated, acdirmin 30 s), so a host that looked shortly before
+//   the death may not see the journal and read the dead writer's uncommitted pages. The record
+//   decides instead of the cache: when a W claim is given up by a holder whose transaction did
+//   not end (relinquish() after a local process died mid-write; reaping a dead session's W
+//   claims), the same write sets `hot` to a new unique mark. A host that learns of a claim from a
+//   record carrying a mark it has not yet agreed with calls LeaseListener::revalidate() (forcing
+//   its storage client to look again) before the lock is granted, once per mark. The mark is
+//   cleared by the next release of a W claim from a host that had agreed with it: that host's
+//   SQLite took SHARED after its view agreed, so it rolled the journal back (or found none).
 //
 // COHERENCE
 //   When a claim is granted and the database's version differs from the last one this host saw,
@@ -182,6 +195,9 @@ class LeaseListener {
   virtual void flush(const std::string& db) = 0;
   // Another host may have changed the database: drop every cache of its files.
   virtual void invalidate(const std::string& db) = 0;
+  // A writer died inside a transaction (HOT JOURNALS): make this host's view of the storage show
+  // every file that exists now, in particular the database's -journal, before a lock is granted.
+  virtual void revalidate(const std::string& db) { (void)db; }
 };
 
 enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
@@ -192,6 +208,7 @@ struct LeaseStats {
   uint64_t wasted_handoffs = 0;  // eager yields nobody took before this host claimed again
   uint64_t idle_releases = 0;    // claims released after idle_release
   uint64_t invalidations = 0;
+  uint64_t hot_journal_checks = 0;  // storage views made to agree after a writer died (revalidate)
   uint64_t sessions_reaped = 0;
   uint64_t rejoins = 0;  // new sessions opened after this mount's session was declared dead
   uint64_t renewals = 0;
@@ -241,9 +258,10 @@ class LeaseManager {
   Mode foreign_holder(const std::string& db, Region region, Mode mode);
   // The host wrote to the database's files (its W claim will bump the version on release).
   void mark_dirty(const std::string& db);
-  // A local process died (or closed the file) inside a write transaction: give up every claim
-  // on `db` beyond local use now, synchronously (flushed, version bumped if written).
-  void relinquish(const std::string& db);
+  // A local process died (or closed the file) inside a write transaction: `use` is what this
+  // host's processes hold now (instead of set_use). Gives up every claim on `db` beyond it now,
+  // synchronously (flushed, version bumped if written), marking the record hot (HOT JOURNALS).
+  void relinquish(const std::string& db, const RegionModes& use);
   // True if this host may write to `db` now: holds W on RESERVED or SHARED (or a WAL write
   // byte or the whole-file region) and is not fenced.
   bool may_write(const std::string& db) const;
@@ -301,6 +319,11 @@ class LeaseManager {
     // background thread reads the record (and adopts or releases what it finds) until a read
     // succeeds; nothing else would ever look, and another host would wait on them for ever.
     bool unsettled = false;
+    // The record's `hot` mark this host last made its storage view agree with (revalidate()).
+    std::string agreed_hot;
+    // A local process died inside a write transaction (relinquish): the release of its W claims
+    // must mark the record hot, whichever release writes it.
+    bool abandoned = false;
   };
   enum class Release {
     kAll,     // everything beyond local use (idle release, relinquish, stop)
@@ -326,7 +349,12 @@ class LeaseManager {
   bool release_claims(const std::string& db, Release reason);
   // Takes `mine` from a record just read as our claims on `db`; drops the caches first if that
   // grants claims we did not know of and the version moved. Called with db.busy held.
-  void adopt(const std::string& name, const RegionModes& mine, uint64_t version);
+  void adopt(const std::string& name, const RegionModes& mine, uint64_t version,
+             const std::string& hot);
+  // The record says a hot journal may exist (`hot`, see HOT JOURNALS) and this host has not made
+  // its storage view agree since it was set: LeaseListener::revalidate(). Called before a lock
+  // covered by a newly learned claim is granted, with mutex_ released.
+  void agree_on_hot_journal(const std::string& name, const std::string& hot);
   void remember(const std::string& name, const Record& record);
   // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
   // ambiguous) and remembers it if it landed. kConflict carries the current record.
