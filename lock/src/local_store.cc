@@ -17,6 +17,21 @@
 // That check comes at the next request, which may be a renewal seconds away while the mount
 // grants locks from cached claims; so a thread also watches the file (inotify: deleted, moved,
 // its links gone) and bumps generation(), which the lease manager reads on every lock request.
+//
+// Journal mode: a rollback journal (TRUNCATE), not WAL. WAL's index is a file every process maps
+// shared, and a write into a shared mapping the kernel refuses (the file made immutable, its
+// filesystem gone read-only or full under a hole) is a SIGBUS that kills the daemon and with it
+// every mount's clients. With a rollback journal every store I/O is a read or write call whose
+// failure is an error code: the request is unavailable, the mount fences, and recovers once the
+// file is writable. It costs throughput (bench/README.md: two mounts alternating writes, ~140
+// against ~190 handoffs per second) on the store meant for one machine; DynamoDB is the
+// production store.
+//   synchronous=OFF: the store holds nothing that must survive the machine. Every session in it
+// belongs to a daemon of this machine, all gone after a power loss. A daemon killed mid-write
+// loses nothing (its writes are in the page cache and the journal rolls back). A power loss may
+// leave the file corrupt: opening a store that fails SQLite's quick_check moves it aside
+// (leases.db.corrupt-TIME) and starts an empty one, which no session of the lost boot can be
+// in.
 #include "leasefs/lock/local_store.h"
 
 #include <poll.h>
@@ -29,7 +44,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -326,34 +343,75 @@ std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock&
 
 namespace {
 
-sqlite3* OpenConnection(const std::string& path, std::string* error) {
+// Runs `sql` until it is not answered SQLITE_BUSY (mounts starting together race to create the
+// store, and SQLite answers some of those races without calling the busy handler); the result
+// code, the message in *message.
+int ExecRetryingBusy(sqlite3* db, const char* sql, std::string* message,
+                     int (*row)(void*, int, char**, char**) = nullptr, void* context = nullptr) {
+  for (int attempt = 0;; attempt++) {
+    char* text = nullptr;
+    int rc = sqlite3_exec(db, sql, row, context, &text);
+    *message = text ? text : (rc == SQLITE_OK ? "" : sqlite3_errstr(rc));
+    sqlite3_free(text);
+    if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) return rc;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int FirstColumn(void* out, int columns, char** values, char**) {
+  if (columns > 0 && values[0]) *static_cast<std::string*>(out) = values[0];
+  return 0;
+}
+
+// Opens and sets the store up; SQLITE_CORRUPT / SQLITE_NOTADB (or a failed quick_check) come back
+// as `corrupt`, for the caller to move the file aside.
+sqlite3* OpenOnce(const std::string& path, std::string* error, bool* corrupt) {
+  *corrupt = false;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  auto fail = [&](const std::string& what) -> sqlite3* {
+  auto fail = [&](int code, const std::string& what) -> sqlite3* {
     *error = "cannot open lease store " + path + ": " + what;
+    *corrupt = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB;
     sqlite3_close_v2(db);
     return nullptr;
   };
-  if (rc != SQLITE_OK) return fail(db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  if (rc != SQLITE_OK) return fail(rc, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   sqlite3_busy_timeout(db, 5000);
-  const char* setup =
-      "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS records("
-      "  key TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;";
-  // Mounts starting together race to create the store and switch it to WAL; SQLite answers
-  // some of those races SQLITE_BUSY without calling the busy handler, so try again for a while.
-  for (int attempt = 0;; attempt++) {
-    char* message = nullptr;
-    rc = sqlite3_exec(db, setup, nullptr, nullptr, &message);
-    if (rc == SQLITE_OK) break;
-    std::string what = message ? message : "setup failed";
-    sqlite3_free(message);
-    if ((rc & 0xff) != SQLITE_BUSY || attempt >= 100) return fail(what);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string message, mode;
+  rc = ExecRetryingBusy(db, "PRAGMA journal_mode=TRUNCATE", &message, FirstColumn, &mode);
+  if (rc != SQLITE_OK) return fail(rc, message);
+  if (mode != "truncate") {
+    // A store in WAL mode (earlier versions) leaves it only once no other process has it open.
+    spdlog::warn("lease store {} stays in {} mode while older mounts use it; remount them all to "
+                 "leave it",
+                 path, mode);
   }
+  rc = ExecRetryingBusy(db,
+                        "PRAGMA synchronous=OFF;"
+                        "CREATE TABLE IF NOT EXISTS records("
+                        "  key TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL) "
+                        "WITHOUT ROWID;",
+                        &message);
+  if (rc != SQLITE_OK) return fail(rc, message);
+  std::string check;
+  rc = ExecRetryingBusy(db, "PRAGMA quick_check", &message, FirstColumn, &check);
+  if (rc != SQLITE_OK) return fail(rc, message);
+  if (check != "ok") return fail(SQLITE_CORRUPT, "quick_check: " + check);
   return db;
+}
+
+sqlite3* OpenConnection(const std::string& path, std::string* error) {
+  bool corrupt = false;
+  if (sqlite3* db = OpenOnce(path, error, &corrupt)) return db;
+  if (!corrupt) return nullptr;
+  const std::string aside = path + ".corrupt-" + std::to_string(std::time(nullptr));
+  if (std::rename(path.c_str(), aside.c_str()) != 0) return nullptr;
+  std::remove((path + "-journal").c_str());  // it belonged to the corrupt file
+  spdlog::error("{}; moved it to {} and started an empty store (a power loss with mounts running "
+                "can do this; their sessions ended with that boot)",
+                *error, aside);
+  return OpenOnce(path, error, &corrupt);
 }
 
 }  // namespace

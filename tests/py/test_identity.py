@@ -14,7 +14,8 @@ import unittest
 
 import dynamo
 from harness import host_mount, temp_root, wait_for
-from test_cluster import connect, start_cluster, stop_all, store_option
+from test_cluster import (can_write, connect, start_cluster, stop_all, store_option,
+                          write_is_fenced)
 
 
 def increment(path, count, journal_mode, results):
@@ -284,6 +285,16 @@ class RemovingAndReplacing(TwoHosts):
             self.assertEqual(status(m.mountpoint)["locks"]["fenced_writes"], 0)
 
 
+def counter_free_check(path):
+    """(integrity_check, rows of t) of a database, read on a fresh connection."""
+    conn = connect(path)
+    try:
+        return (conn.execute("PRAGMA integrity_check").fetchone()[0],
+                conn.execute("SELECT x FROM t ORDER BY x").fetchall())
+    finally:
+        conn.close()
+
+
 def remove_and_report(path, result):
     try:
         os.unlink(path)
@@ -319,3 +330,40 @@ class LeaseStoreReplaced(unittest.TestCase):
             finally:
                 stop_all([a])
             self.assertIn("was replaced or deleted", a.log())
+
+    @unittest.skipIf(dynamo.selected(), "the local store's file")
+    def test_store_made_immutable_is_an_outage_not_a_crash(self):
+        """`chattr +i` on the local store's files: its writes fail with EPERM (and a store that
+        mapped a file shared, as SQLite's WAL index is, would die of SIGBUS). A store that
+        cannot be written is an unreachable store: fence, say so, recover when it is writable."""
+        lease = 2
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1, "--lease-duration", str(lease))
+            frozen = []
+            try:
+                db = os.path.join(a.mountpoint, "f.db")
+                conn = connect(db, timeout=0)
+                conn.execute("CREATE TABLE t(x)")
+                conn.execute("INSERT INTO t VALUES (1)")
+                frozen = [os.path.join(root, n) for n in os.listdir(root)
+                          if n.startswith("leases.db")]
+                self.assertNotIn("leases.db-shm", [os.path.basename(f) for f in frozen],
+                                 "the local store must not map a file shared (SIGBUS)")
+                subprocess.run(["chattr", "+i", *frozen], check=True)
+                wait_for(lambda: write_is_fenced(conn, "INSERT INTO t VALUES (2)"), lease * 3,
+                         "writes to be fenced")
+                self.assertIsNone(a.process.poll(), "the daemon died:\n" + a.log())
+                subprocess.run(["chattr", "-i", *frozen], check=True)
+                frozen = []
+                conn.close()
+                wait_for(lambda: can_write(db, "INSERT INTO t VALUES (3)"), lease * 5,
+                         "writes to work again once the store is writable")
+                # (2) went in while the lease still ran, as many times as before the fence.
+                check, rows = counter_free_check(db)
+                self.assertEqual(check, "ok")
+                self.assertEqual((rows[0], rows[-1]), ((1,), (3,)))
+                self.assertEqual(set(rows[1:-1]), {(2,)} if len(rows) > 2 else set())
+            finally:
+                if frozen:
+                    subprocess.run(["chattr", "-i", *frozen])
+                stop_all([a])
