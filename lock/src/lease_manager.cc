@@ -419,6 +419,25 @@ void LeaseManager::lose_session() {
   }
 }
 
+bool LeaseManager::record_lost(const std::string& name, const Record& seen,
+                               const DatabaseRecord& record) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (dead_) return false;
+  Database& db = databases_[name];
+  const bool went_back = seen.revision < db.known.revision && AnyHeld(db.claims);
+  const bool claims_gone = !Covers(record.mine(session_id_), db.use);
+  if (!went_back && !claims_gone) return false;
+  spdlog::error(
+      "lease record {} no longer holds the claims this host's processes use ({}); was it deleted "
+      "or edited outside leasefs? Another host may hold them now: all claims are lost",
+      DatabaseKey(name),
+      went_back ? "its revision went back from " + std::to_string(db.known.revision) + " to " +
+                      std::to_string(seen.revision)
+                : "claims missing");
+  lose_session();
+  return true;
+}
+
 void LeaseManager::rejoin() {
   std::string old_id;
   {
@@ -657,12 +676,13 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       if (!read.ok()) return ClaimResult::kUnavailable;
       seen = std::move(read.record);
     }
-    remember(name, seen);
     DatabaseRecord record;
     if (!DatabaseRecord::Parse(seen.body, &record)) {
       spdlog::error("lease record {} is not valid JSON; refusing to use it", key);
       return ClaimResult::kUnavailable;
     }
+    if (record_lost(name, seen, record)) return ClaimResult::kFenced;
+    remember(name, seen);
 
     bool writer_host;
     {
@@ -989,12 +1009,15 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       StoreResult read = store_get(key);
       if (!read.ok()) break;
       seen = std::move(read.record);
+    }
+    DatabaseRecord record;
+    if (!DatabaseRecord::Parse(seen.body, &record)) break;
+    if (fresh) {
+      if (record_lost(name, seen, record)) break;
       remember(name, seen);
       std::lock_guard<std::mutex> guard(mutex_);
       db.unsettled = false;  // what this read shows is adopted or released below
     }
-    DatabaseRecord record;
-    if (!DatabaseRecord::Parse(seen.body, &record)) break;
     RegionModes mine = record.mine(session_id_);
     // Claims handed to us that we have not adopted yet: adopt them first (dropping our caches if
     // the version moved), or releasing them below would record their version as one our caches

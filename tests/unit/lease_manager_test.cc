@@ -421,6 +421,37 @@ TEST_F(LeaseManagerTest, ReapingADeadWritersClaimsMarksTheRecordHot) {
   EXPECT_EQ(b.listener.revalidations["app.db"], 1);
 }
 
+// RECORDS LOST: a database record deleted by hand while a host uses its claims. The host cannot
+// stop another from creating the record afresh, but it notices at its next read (the demand
+// check, L/4 at the latest) and fences instead of carrying on beside the other.
+TEST_F(LeaseManagerTest, RecordDeletedUnderAHolderLosesTheSession) {
+  LeaseConfig config;
+  config.lease = seconds(8);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+  EXPECT_TRUE(a.manager->may_write("app.db"));
+  StoreResult current = store_->get("db/app.db", TimePoint::max());
+  ASSERT_TRUE(current.ok());
+  ASSERT_TRUE(store_->remove("db/app.db", current.record.revision, TimePoint::max()).ok());
+  ASSERT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kGranted);  // cannot be helped
+  clock_.advance(seconds(2) + milliseconds(1));  // the demand check is due (L/4)
+  a.manager->tick();
+  EXPECT_TRUE(a.manager->dead());
+  EXPECT_FALSE(a.manager->may_write("app.db"));
+  EXPECT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kFenced);
+}
+
+TEST_F(LeaseManagerTest, RecordDeletedIsNoticedAtTheNextLockRequest) {
+  Host& a = AddHost("a");
+  ASSERT_EQ(a.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  StoreResult current = store_->get("db/app.db", TimePoint::max());
+  ASSERT_TRUE(store_->remove("db/app.db", current.record.revision, TimePoint::max()).ok());
+  // Still holding SHARED, it asks for RESERVED: the read shows its SHARED claim gone.
+  EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kFenced);
+  EXPECT_TRUE(a.manager->dead());
+}
+
 // A session declared dead is not resurrected under the locks it held: the host joins again, as a
 // new session, only once its local processes have let go of every lock, and the first claim in
 // the new session drops the caches.

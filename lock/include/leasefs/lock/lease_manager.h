@@ -31,6 +31,13 @@
 //   says so in the log) rather than risk that. A store that is replaced under a running mount
 //   (LeaseStore::generation: the local store's file deleted) loses the session the same way, at
 //   once: from then on no cached claim grants a lock, since nobody else sees it.
+//   RECORDS LOST. Nobody removes a live session's claims from a database record (reaping needs
+//   the session declared dead, which its renewal notices), and a record's revision never goes
+//   back. So a record read with our claims missing under local use, or with a revision below
+//   the one we last saw while holding claims, was deleted or edited outside the protocol (by
+//   hand, a restored backup): the session is lost at once, as above. This is noticed at the
+//   next read of the record (a lock request, or the demand check every L/4 at the latest), not
+//   prevented: another host may have created the record afresh in between.
 //   Another host declares us dead only after seeing our session record's revision unchanged for
 //   a full L on ITS clock, by a compare-and-set on the revision it saw (so a renewal that races
 //   it wins). Because our deadline ran from a renewal sent before its observation, we stopped
@@ -339,6 +346,10 @@ class LeaseManager {
   // Our session is gone (declared dead, or its store replaced): every claim is dropped and the
   // manager waits to join again (see REJOINING). Called with mutex_ held.
   void lose_session();
+  // A database record just read from the store shows that it was deleted or edited outside the
+  // protocol (see RECORDS LOST): it lacks claims our local processes use, or its revision went
+  // back. Loses the session (fence) and answers true. Called with mutex_ released.
+  bool record_lost(const std::string& name, const Record& seen, const DatabaseRecord& record);
   // The store was replaced since our session was created in it (LeaseStore::generation).
   bool store_replaced() const { return store_.generation() != store_generation_; }
   // While dead_ and no database has local use: opens a new session. Called from tick().
