@@ -1,14 +1,65 @@
 #include "metrics_server.h"
 
 #include <civetweb.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace leasefs::cmd {
+namespace {
+
+// Binds a socket to `address` (HOST:PORT or [IPV6]:PORT) and lets it go again: 0, or the errno
+// that a listener there would meet. civetweb only says "Failed to setup server ports".
+int TryBind(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return EINVAL;
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || !found) return EADDRNOTAVAIL;
+  int error = 0;
+  int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  if (fd < 0) {
+    error = errno;
+  } else {
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // as civetweb does
+    if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) error = errno;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return error;
+}
+
+}  // namespace
 
 std::unique_ptr<MetricsServer> MetricsServer::Start(const std::string& address,
                                                     std::function<std::string()> render,
                                                     std::string* error) {
+  // A daemon unmounted a moment ago may still be finishing (flushing, giving up its claims) with
+  // the port bound: `umount && mount` waits for it rather than fail.
+  int bind_error = TryBind(address);
+  for (int waited_ms = 0; bind_error == EADDRINUSE && waited_ms < 10000; waited_ms += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    bind_error = TryBind(address);
+  }
+  if (bind_error != 0) {
+    *error = "cannot serve metrics on " + address + ": " +
+             (bind_error == EADDRINUSE ? std::string("the port is in use by another program")
+                                       : std::strerror(bind_error));
+    return nullptr;
+  }
   std::unique_ptr<MetricsServer> server(new MetricsServer);
   server->render_ = std::move(render);
   mg_init_library(0);

@@ -1,12 +1,19 @@
 #include "mount_options.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "leasefs/fuse/session.h"
 
 namespace leasefs::cmd {
 namespace {
+
+// A day: longer kernel caches only hide other hosts' changes for longer.
+constexpr double kMaxCacheSeconds = 86400;
 
 // Options that mount(8), fstab and systemd use for their own bookkeeping; meaningless to us.
 bool IsMountBookkeepingOption(const std::string& key) {
@@ -41,6 +48,75 @@ const CLI::Option* FindLongOption(const CLI::App& command, const std::string& na
   return nullptr;
 }
 
+// One line for a number out of range, whatever the spelling: CLI11's own checks accept "nan"
+// (every comparison with it is false) and answer a bad value with its full range written out.
+std::string FormatNumber(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+// A number of seconds in [low, high]; the whole argument must be a finite number.
+CLI::Validator Seconds(double low, double high) {
+  return CLI::Validator(
+      [low, high](std::string& value) -> std::string {
+        char* end = nullptr;
+        const double seconds = std::strtod(value.c_str(), &end);
+        if (!value.empty() && end == value.c_str() + value.size() && std::isfinite(seconds) &&
+            seconds >= low && seconds <= high) {
+          return "";
+        }
+        return "must be a number of seconds from " + FormatNumber(low) + " to " +
+               FormatNumber(high) + ", not '" + value + "'";
+      },
+      "SECONDS");
+}
+
+// A whole number in [low, high].
+CLI::Validator Count(long low, long high) {
+  return CLI::Validator(
+      [low, high](std::string& value) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long count = std::strtol(value.c_str(), &end, 10);
+        if (!value.empty() && end == value.c_str() + value.size() && errno == 0 && count >= low &&
+            count <= high) {
+          return "";
+        }
+        return "must be a whole number from " + std::to_string(low) + " to " +
+               std::to_string(high) + ", not '" + value + "'";
+      },
+      "N");
+}
+
+// HOST:PORT or [IPV6]:PORT; a bare PORT means loopback (metrics are for the host's own
+// Prometheus agent unless an interface is named).
+CLI::Validator MetricsAddress() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        std::string port = value;
+        const bool bare = value.find(':') == std::string::npos;
+        if (!bare) {
+          const size_t colon = value.rfind(':');
+          const bool bracketed = value.front() == '[' && colon > 0 && value[colon - 1] == ']';
+          const std::string host = value.substr(0, colon);
+          if (host.empty() || (!bracketed && host.find(':') != std::string::npos)) {
+            return "must be PORT, HOST:PORT or [IPV6]:PORT, not '" + value + "'";
+          }
+          port = value.substr(colon + 1);
+        }
+        char* end = nullptr;
+        const long number = std::strtol(port.c_str(), &end, 10);
+        if (port.empty() || end != port.c_str() + port.size() || number < 1 || number > 65535) {
+          return "must be PORT, HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, not '" +
+                 value + "'";
+        }
+        if (bare) value = "127.0.0.1:" + port;
+        return "";
+      },
+      "[HOST:]PORT");
+}
+
 }  // namespace
 
 void AddMountOptions(CLI::App& command, MountOptions& o) {
@@ -60,15 +136,15 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
                    "Enforce POSIX ACLs stored on SOURCE (default: permissions are the mode bits)");
   command
       .add_option("--entry-timeout", o.entry_timeout, "Seconds the kernel may cache a name lookup")
-      ->check(CLI::NonNegativeNumber);
+      ->check(Seconds(0, kMaxCacheSeconds));
   command.add_option("--attr-timeout", o.attr_timeout, "Seconds the kernel may cache attributes")
-      ->check(CLI::NonNegativeNumber);
+      ->check(Seconds(0, kMaxCacheSeconds));
   command
       .add_option("--negative-timeout", o.negative_timeout,
                   "Seconds the kernel may cache a failed lookup")
-      ->check(CLI::NonNegativeNumber);
+      ->check(Seconds(0, kMaxCacheSeconds));
   command.add_option("--threads,--max-threads", o.threads, "Most FUSE worker threads")
-      ->check(CLI::Range(1u, 1024u));
+      ->check(Count(1, 1024));
   command.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   command.add_flag("-d,--debug", o.fuse_debug, "Trace every FUSE request (implies -f)");
@@ -84,10 +160,13 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
       .add_option("--lease-duration", o.lease_duration,
                   "Lease duration L in seconds (default 10): a dead host's locks pass to "
                   "others after L")
-      ->check(CLI::Range(1.0, 3600.0));
+      ->check(Seconds(1, 3600));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
-  command.add_option("--metrics-addr", o.metrics_addr,
-                     "Serve Prometheus metrics at http://HOST:PORT/metrics");
+  command
+      .add_option("--metrics-addr", o.metrics_addr,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on "
+                  "127.0.0.1 only)")
+      ->transform(MetricsAddress());
 }
 
 std::optional<std::string> ExpandDashO(const CLI::App& command, std::vector<std::string>& args,

@@ -39,7 +39,7 @@ struct MountOptions {
       "local";                  // local[:PATH] | none | dynamodb://TABLE?region=R[&endpoint=U]
   std::string lease_namespace;  // default: SOURCE's path (local) or its volume id (dynamodb)
   double lease_duration = 10;
-  // Accepted now, implemented by later work; CheckMountRequest rejects them "not yet supported".
+  // Accepted now, implemented by later work; CheckMountRequest rejects it "not yet supported".
   std::string replica;
   std::string metrics_addr;
 };

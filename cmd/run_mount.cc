@@ -151,6 +151,19 @@ void RaiseFileLimit() {
   spdlog::debug("file descriptor limit {}", static_cast<unsigned long long>(limit.rlim_cur));
 }
 
+// Said in the mount's log (syslog once daemonized) when the mount starts serving.
+void WarnIfFewFileDescriptors() {
+  constexpr rlim_t kEnough = 65536;
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < kEnough) {
+    spdlog::warn(
+        "only {} file descriptors (the hard limit): the mount holds one per file the kernel "
+        "caches, so listing a directory of more files fails with 'Too many open files'; raise "
+        "the hard limit (ulimit -Hn; systemd: LimitNOFILE=)",
+        static_cast<unsigned long long>(limit.rlim_cur));
+  }
+}
+
 int Serve(const MountOptions& o, ReadyChannel ready) {
   umask(0);  // the kernel has applied the caller's umask to every mode it sends us
   RaiseFileLimit();
@@ -224,11 +237,12 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
   spdlog::info("serving {} on {} (leases: {})", o.source, o.mountpoint,
                locking ? locking->store->describe() + ", session " + locking->leases->session_id()
                        : "none, host-local locks");
+  WarnIfFewFileDescriptors();
   int rc = session->run();
   sd_notify(0, "STOPPING=1");
+  metrics.reset();              // free the port first: `umount && mount` reuses it at once
   fs->attach_session(nullptr);  // no cache notification may reach a session being destroyed
   session.reset();              // unmount before giving up claims
-  metrics.reset();
   if (locking) locking->stop();
   spdlog::info("unmounted {}", o.mountpoint);
   return rc == 0 ? kExitOk : kExitFailure;

@@ -370,7 +370,8 @@ class PassthroughImpl final : public Passthrough {
 
   static void op_init(void* userdata, fuse_conn_info* conn) {
     auto& fs = *static_cast<PassthroughImpl*>(userdata);
-    // Dirty pages must never outlive the write reply (DESIGN.md section 2).
+    // Dirty pages must never outlive the write reply: a write is on the backing storage when
+    // write() returns, where fencing admitted it and another host can read it (docs/DESIGN.md).
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
     // Small SQLite-sized requests gain nothing from splice (and lose on some kernels).
     conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);

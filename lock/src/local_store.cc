@@ -46,8 +46,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -318,18 +318,67 @@ std::string DefaultLocalStorePath() {
   return std::string(home ? home : "/tmp") + "/.local/state/leasefs/leases.db";
 }
 
+namespace {
+
+// Whether another user could replace or rewrite what `st` describes: owned by someone other than
+// root or us, or writable by group or others (a directory with the sticky bit excepted: there
+// only an entry's owner may remove or rename it, and the entry is checked in turn).
+std::string OthersCanChange(const struct stat& st) {
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  if (st.st_uid != 0 && st.st_uid != geteuid()) {
+    return "is owned by uid " + std::to_string(st.st_uid);
+  }
+  const bool sticky_dir = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_dir) {
+    return std::string("is writable by other users (mode ") + mode + ")";
+  }
+  return "";
+}
+
+// Creates the store's missing directories (the last mode 0700, any above it 0755, whatever the
+// umask: the daemon runs with umask 0) and refuses a path whose directories another user could
+// change: the store decides which host may write the databases, so whoever can replace it can
+// make two hosts write at once.
+bool PrepareStoreDirectory(const std::filesystem::path& dir, std::string* error) {
+  std::filesystem::path at = dir.is_absolute() ? dir.root_path() : std::filesystem::path(".");
+  const auto last = std::prev(dir.end());
+  for (auto part = dir.begin(); part != dir.end(); ++part) {
+    if (part->empty() || *part == dir.root_path()) continue;
+    at /= *part;
+    struct stat st;
+    if (stat(at.c_str(), &st) != 0) {
+      if (errno != ENOENT ||
+          (mkdir(at.c_str(), part == last ? 0700 : 0755) != 0 && errno != EEXIST)) {
+        *error = "cannot create lease store directory " + at.string() + ": " + std::strerror(errno);
+        return false;
+      }
+      chmod(at.c_str(), part == last ? 0700 : 0755);  // mkdir's mode went through the umask
+      if (stat(at.c_str(), &st) != 0) {
+        *error = "cannot create lease store directory " + at.string() + ": " + std::strerror(errno);
+        return false;
+      }
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      *error = "lease store directory " + at.string() + " is not a directory";
+      return false;
+    }
+    if (std::string why = OthersCanChange(st); !why.empty()) {
+      *error = "lease store directory " + at.string() + " " + why +
+               "; another user could replace the store: use a directory only root (or you) "
+               "can write";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock& clock,
                                            std::string* error) {
-  std::error_code ec;
-  auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      *error = "cannot create lease store directory " + dir.string() + ": " + ec.message();
-      return nullptr;
-    }
-    chmod(dir.c_str(), 0700);
-  }
+  const auto dir = std::filesystem::absolute(std::filesystem::path(path)).parent_path();
+  if (!PrepareStoreDirectory(dir, error)) return nullptr;
   sqlite3* db = OpenConnection(path, error);
   if (!db) return nullptr;
   struct stat opened;
@@ -338,6 +387,13 @@ std::unique_ptr<LeaseStore> OpenLocalStore(const std::string& path, const Clock&
     sqlite3_close_v2(db);
     return nullptr;
   }
+  if (std::string why = OthersCanChange(opened); !why.empty()) {
+    *error = "lease store " + path + " " + why + "; another user could rewrite it";
+    sqlite3_close_v2(db);
+    return nullptr;
+  }
+  // SQLite created it 0644 (the daemon's umask is 0); its journals copy the file's mode.
+  if ((opened.st_mode & 077) != 0) chmod(path.c_str(), 0600);
   return std::make_unique<LocalStore>(db, path, opened, clock);
 }
 
@@ -383,9 +439,10 @@ sqlite3* OpenOnce(const std::string& path, std::string* error, bool* corrupt) {
   if (rc != SQLITE_OK) return fail(rc, message);
   if (mode != "truncate") {
     // A store in WAL mode (earlier versions) leaves it only once no other process has it open.
-    spdlog::warn("lease store {} stays in {} mode while older mounts use it; remount them all to "
-                 "leave it",
-                 path, mode);
+    spdlog::warn(
+        "lease store {} stays in {} mode while older mounts use it; remount them all to "
+        "leave it",
+        path, mode);
   }
   rc = ExecRetryingBusy(db,
                         "PRAGMA synchronous=OFF;"
@@ -408,9 +465,10 @@ sqlite3* OpenConnection(const std::string& path, std::string* error) {
   const std::string aside = path + ".corrupt-" + std::to_string(std::time(nullptr));
   if (std::rename(path.c_str(), aside.c_str()) != 0) return nullptr;
   std::remove((path + "-journal").c_str());  // it belonged to the corrupt file
-  spdlog::error("{}; moved it to {} and started an empty store (a power loss with mounts running "
-                "can do this; their sessions ended with that boot)",
-                *error, aside);
+  spdlog::error(
+      "{}; moved it to {} and started an empty store (a power loss with mounts running "
+      "can do this; their sessions ended with that boot)",
+      *error, aside);
   return OpenOnce(path, error, &corrupt);
 }
 

@@ -77,7 +77,9 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
   metric("abandoned_transactions_total", "counter",
          "Closes that found a write transaction still locked (a writer died)",
          c.abandoned_transactions);
-  metric("fenced_writes_total", "counter", "Writes refused with EIO by fencing", c.fenced_writes);
+  metric("fenced_writes_total", "counter",
+         "Writes refused: fenced (EIO), or a lock-less write's wait ran out (EBUSY)",
+         c.fenced_writes);
   metric("store_requests_total", "counter", "Lease store requests", s.store_requests);
   metric("store_errors_total", "counter", "Lease store requests unavailable or ambiguous",
          s.store_errors);

@@ -152,6 +152,33 @@ class Lifecycle(unittest.TestCase):
             finally:
                 unmount(mnt)
 
+    def test_umount_and_mount_again_reuses_the_metrics_port(self):
+        """`umount && mount` with the same --metrics-addr: the old daemon may still be giving up
+        its claims when the new one starts; the new one must wait for the port, not fail."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            args = ["mount", "--lease-store", "local:" + os.path.join(root, "store", "leases.db"),
+                    "--metrics-addr", str(port), src, mnt]
+            try:
+                for attempt in range(4):
+                    r = run(*args)
+                    self.assertEqual(r.returncode, 0, f"attempt {attempt}: {r.stderr}")
+                    # A bare port listens on loopback only.
+                    listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"],
+                                               capture_output=True, text=True).stdout
+                    self.assertIn(f"127.0.0.1:{port}", listening)
+                    self.assertNotIn(f"*:{port}", listening)
+                    self.assertNotIn(f"0.0.0.0:{port}", listening)
+                    self.assertEqual(subprocess.run(["umount", mnt]).returncode, 0)
+            finally:
+                unmount(mnt)
+                wait_for(lambda: not daemon_pids(src), 15, "the daemons to exit")
+
     def test_daemon_logs_to_syslog(self):
         """Daemonized, leasefs logs through syslog(3): catch it on our own /dev/log socket, in a
         private mount namespace whose /dev holds just null, fuse and that socket."""

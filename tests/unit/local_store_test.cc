@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <memory>
@@ -70,6 +71,40 @@ TEST(LocalStorePath, UnusablePathIsOneClearError) {
   std::string error;
   EXPECT_EQ(OpenLocalStore("/proc/leasefs/leases.db", clock, &error), nullptr);
   EXPECT_NE(error.find("/proc/leasefs"), std::string::npos) << error;
+}
+
+TEST(LocalStorePath, MissingDirectoriesAreCreatedPrivate) {
+  leasefs::testing::TempDir temp;
+  SteadyClock clock;
+  std::string error;
+  const mode_t old_umask = umask(0);  // as in the daemon
+  auto store = OpenLocalStore(temp.path() + "/a/b/leases.db", clock, &error);
+  umask(old_umask);
+  ASSERT_NE(store, nullptr) << error;
+  struct stat st;
+  ASSERT_EQ(stat((temp.path() + "/a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(stat((temp.path() + "/a/b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(stat((temp.path() + "/a/b/leases.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST(LocalStorePath, DirectoryOthersCanWriteIsRefused) {
+  leasefs::testing::TempDir temp;
+  SteadyClock clock;
+  std::string error;
+  const std::string open_dir = temp.path() + "/open";
+  ASSERT_EQ(mkdir(open_dir.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0777), 0);
+  EXPECT_EQ(OpenLocalStore(open_dir + "/leases.db", clock, &error), nullptr);
+  EXPECT_EQ(error, "lease store directory " + open_dir +
+                       " is writable by other users (mode 0777); another user could replace the "
+                       "store: use a directory only root (or you) can write");
+  // Sticky, as /tmp: only an entry's owner may replace it, so a private directory in it is fine.
+  ASSERT_EQ(chmod(open_dir.c_str(), 01777), 0);
+  auto store = OpenLocalStore(open_dir + "/mine/leases.db", clock, &error);
+  EXPECT_NE(store, nullptr) << error;
 }
 
 }  // namespace

@@ -99,6 +99,56 @@ TEST(MountOptions, BadInputIsOneClearError) {
   EXPECT_EQ(Parse({"-o"}, o8), "-o needs a list of options, e.g. -o allow_other,ro");
 }
 
+// Every number is finite and in range, however it is spelled, and a bad one is one short line.
+TEST(MountOptions, NumbersAreValidatedWithOneLine) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--lease-duration", "nan"},
+       "--lease-duration: must be a number of seconds from 1 to 3600, not 'nan'"},
+      {{"-o", "lease_duration=nan"},
+       "--lease-duration: must be a number of seconds from 1 to 3600, not 'nan'"},
+      {{"--lease-duration", "abc"},
+       "--lease-duration: must be a number of seconds from 1 to 3600, not 'abc'"},
+      {{"--lease-duration", "inf"},
+       "--lease-duration: must be a number of seconds from 1 to 3600, not 'inf'"},
+      {{"--attr-timeout", "-1"},
+       "--attr-timeout: must be a number of seconds from 0 to 86400, not '-1'"},
+      {{"--attr-timeout", "nan"},
+       "--attr-timeout: must be a number of seconds from 0 to 86400, not 'nan'"},
+      {{"--entry-timeout", "1e999"},
+       "--entry-timeout: must be a number of seconds from 0 to 86400, not '1e999'"},
+      {{"--negative-timeout", "2s"},
+       "--negative-timeout: must be a number of seconds from 0 to 86400, not '2s'"},
+      {{"--threads", "0"}, "--threads: must be a whole number from 1 to 1024, not '0'"},
+      {{"--threads", "4.5"}, "--threads: must be a whole number from 1 to 1024, not '4.5'"},
+      {{"--metrics-addr", "99999"},
+       "--metrics-addr: must be PORT, HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, not "
+       "'99999'"},
+      {{"--metrics-addr", "::1:80"},
+       "--metrics-addr: must be PORT, HOST:PORT or [IPV6]:PORT, not '::1:80'"},
+  };
+  for (const auto& [args, expected] : cases) {
+    MountOptions o;
+    std::vector<std::string> full = args;
+    full.insert(full.end(), {"/s", "/m"});
+    auto error = Parse(full, o);
+    ASSERT_TRUE(error.has_value()) << args[0] << " " << args[1];
+    EXPECT_EQ(*error, expected);
+    EXPECT_EQ(error->find('\n'), std::string::npos);
+  }
+}
+
+TEST(MountOptions, BareMetricsPortListensOnLoopbackOnly) {
+  MountOptions o;
+  ASSERT_EQ(Parse({"--metrics-addr", "19187", "/s", "/m"}, o), std::nullopt);
+  EXPECT_EQ(o.metrics_addr, "127.0.0.1:19187");
+  MountOptions all;
+  ASSERT_EQ(Parse({"--metrics-addr", "0.0.0.0:19187", "/s", "/m"}, all), std::nullopt);
+  EXPECT_EQ(all.metrics_addr, "0.0.0.0:19187");
+  MountOptions v6;
+  ASSERT_EQ(Parse({"--metrics-addr", "[::1]:19187", "/s", "/m"}, v6), std::nullopt);
+  EXPECT_EQ(v6.metrics_addr, "[::1]:19187");
+}
+
 TEST(MountOptions, SloppyIgnoresUnknownKeys) {
   MountOptions o;
   EXPECT_EQ(Parse({"-o", "bogus,noexec", "/s", "/m"}, o, /*sloppy=*/true), std::nullopt);

@@ -37,7 +37,7 @@
 //                   would be an I/O error, which corrupts hot-journal handling).
 //   F_SETLK unlock: apply to the table, then report the reduced use (cached claims remain).
 //   F_SETLKW:       as F_SETLK, but instead of EAGAIN the request waits, re-tried when local
-//                   locks change and every retry_interval, until granted or cancelled (EINTR).
+//                   locks change and every 10 ms, until granted or cancelled (EINTR).
 //   F_GETLK:        a conflicting local lock, else a conflicting claim of another live host.
 //   FLUSH:          every lock of the owner on that file goes (POSIX close semantics).
 //   RELEASE:        owners first seen on that handle lose their locks on the file (OFD locks,

@@ -113,8 +113,8 @@
 //   The one case where that reasoning fails is a writer that died holding EXCLUSIVE after
 //   spilling pages: its host calls relinquish() from the FLUSH that dropped the dead process's
 //   write locks, before the FLUSH is answered, so by the time the death is observable no host
-//   holds RESERVED and the hot journal is found. (DESIGN.md instead asks the holder to yield on
-//   every probe; this costs nothing in the common case.)
+//   holds RESERVED and the hot journal is found. (The original plan instead asked the holder to
+//   yield on every probe; this costs nothing in the common case.)
 //
 // THREADS AND LOCK ORDER
 //   All public methods are thread-safe. mutex_ guards all state; store I/O happens with it

@@ -1,10 +1,11 @@
 // leasefs/lock/volume_id.h — the identity of a shared directory, the same on every host.
 //
-// Leases name databases by their path relative to SOURCE, prefixed by a namespace that tells
-// unrelated directories sharing one lease store apart. On one machine SOURCE's absolute path does
-// that; across machines it does not (host A may mount the EFS share at /efs, host B at /mnt/efs).
-// So a mount that leases through a shared store (DynamoDB) names the directory by a random id kept
-// in a marker file, SOURCE/.leasefs-volume, which every host reads through the shared storage.
+// Leases name databases by their inode number on the shared storage (host_locks.h, IDENTITY),
+// prefixed by a namespace that tells unrelated directories sharing one lease store apart. On one
+// machine SOURCE's absolute path does that; across machines it does not (host A may mount the EFS
+// share at /efs, host B at /mnt/efs). So a mount that leases through a shared store (DynamoDB)
+// names the directory by a random id kept in a marker file, SOURCE/.leasefs-volume, which every
+// host reads through the shared storage.
 //
 // Creation is atomic across hosts: the id is written to a uniquely named temporary file in SOURCE,
 // fsynced, then hard-linked to the marker name. link() fails with EEXIST when the marker already
