@@ -169,7 +169,7 @@ std::optional<WallTime> ParseIso8601(std::string_view raw) {
   std::string trimmed = Trim(raw);
   std::string_view text = trimmed;
   size_t pos = 0;
-  int year, month, day, hour, minute, second;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!Digits(text, &pos, 4, &year) || !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &month) ||
       !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &day))
     return std::nullopt;
@@ -200,7 +200,7 @@ std::optional<WallTime> ParseIso8601(std::string_view raw) {
   } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
     int sign = text[pos] == '-' ? -1 : 1;
     pos++;
-    int oh, om;
+    int oh = 0, om = 0;
     if (!Digits(text, &pos, 2, &oh)) return std::nullopt;
     Expect(text, &pos, ':');
     if (!Digits(text, &pos, 2, &om)) return std::nullopt;

@@ -15,6 +15,13 @@
 //     the Inode stale; the next acquire() of that (st_dev, st_ino) gives the new file a new
 //     Inode (a new node id, so the kernel drops its cached name), and the stale one lives on,
 //     out of the map, until the kernel forgets it.
+//   * A descriptor pins a file that was removed on the storage directly (not through this mount)
+//     on a local disk, and keeps its space allocated, until the kernel forgets the node, which
+//     it may never do while it caches the name. So each Inode remembers the last name it was
+//     looked up by (parent node, name), and the passthrough sweeps the table (next_batch): an
+//     Inode whose file has no links left is marked stale and its name invalidated in the kernel,
+//     which then forgets the node unless a process has it open (as a local disk keeps an open
+//     file's space).
 //   * All of this is guarded by one mutex. The critical sections are map operations only; no
 //     system call on the backing storage is made while holding it (the O_PATH open and fstat
 //     happen before, and a redundant descriptor is closed after).
@@ -32,7 +39,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace leasefs::fuse {
 
@@ -44,6 +53,9 @@ struct Inode {
   // The descriptor no longer reaches the file (ESTALE/ENOENT through it): the next lookup of
   // this (device, number) gets a fresh Inode. Set by mark_stale(), from any thread.
   std::atomic<bool> stale{false};
+  // The last name the kernel looked this file up by, for invalidating it (guarded by the mutex).
+  uint64_t parent_node = 0;
+  std::string name;
 
   Inode() = default;
   Inode(const Inode&) = delete;
@@ -150,6 +162,49 @@ class InodeTable {
   // The descriptor of `inode` no longer reaches its file (see above). Never the root's.
   void mark_stale(Inode& inode) {
     if (&inode != &root_) inode.stale.store(true, std::memory_order_relaxed);
+  }
+
+  // Records the name `inode` was just looked up by.
+  void remember_name(Inode& inode, uint64_t parent_node, const char* name) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    inode.parent_node = parent_node;
+    inode.name = name;
+  }
+
+  // One Inode of a sweep: a duplicate of its descriptor (the caller closes it) and its last name.
+  struct Known {
+    int fd = -1;
+    const Inode* inode = nullptr;  // identity only (see find())
+    dev_t device = 0;
+    ino_t number = 0;
+    uint64_t parent_node = 0;
+    std::string name;
+  };
+  // Up to `limit` Inodes (not the root, not stale) with keys after *cursor, in key order;
+  // advances *cursor, and resets it to the start after the last one.
+  std::vector<Known> next_batch(std::pair<dev_t, ino_t>* cursor, size_t limit) const {
+    std::vector<Known> batch;
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto it = inodes_.upper_bound(*cursor);
+    for (; it != inodes_.end() && batch.size() < limit; ++it) {
+      const Inode& inode = *it->second;
+      *cursor = it->first;
+      if (inode.stale.load(std::memory_order_relaxed) || inode.name.empty()) continue;
+      int fd = fcntl(inode.fd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) break;  // out of descriptors: the next sweep goes on from here
+      batch.push_back({fd, &inode, inode.device, inode.number, inode.parent_node, inode.name});
+    }
+    if (it == inodes_.end()) *cursor = {0, 0};
+    return batch;
+  }
+
+  // Marks stale the Inode of (device, number) if it is still `expected`; returns whether it was.
+  Inode* mark_stale_if(dev_t device, ino_t number, const Inode* expected) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto it = inodes_.find({device, number});
+    if (it == inodes_.end() || it->second.get() != expected) return nullptr;
+    it->second->stale.store(true, std::memory_order_relaxed);
+    return it->second.get();
   }
 
   size_t size() const {

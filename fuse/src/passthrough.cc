@@ -112,6 +112,8 @@ class KernelInvalidator final : public lock::CacheInvalidator {
   void invalidate_file(const lock::FileRef& file) override;
   void invalidate_name(const lock::FileRef& dir, std::string_view name) override;
   int open_known(const lock::FileRef& file) override;
+  // Drops the kernel's cached lookup of `name` in the node `parent` (an id, maybe forgotten).
+  void invalidate_entry(fuse_ino_t parent, std::string name);
 
  private:
   struct Job {
@@ -154,7 +156,16 @@ class PassthroughImpl final : public Passthrough {
   }
 
   const fuse_lowlevel_ops& operations() const override { return ops_; }
-  void attach_session(fuse_session* session) override { session_.store(session); }
+  ~PassthroughImpl() override { stop_sweeper(); }
+
+  void attach_session(fuse_session* session) override {
+    session_.store(session);
+    if (session) {
+      start_sweeper();
+    } else {
+      stop_sweeper();
+    }
+  }
   lock::CacheInvalidator& cache_invalidator() override { return invalidator_; }
   size_t inode_count() const override { return inodes_.size(); }
 
@@ -235,8 +246,51 @@ class PassthroughImpl final : public Passthrough {
       return EXDEV;
     }
     Inode& inode = inodes_.acquire(fd, e->attr);
+    inodes_.remember_name(inode, node_id(parent), name);
     e->ino = node_id(inode);
     return 0;
+  }
+
+  // Files removed on the storage directly while the kernel still knows them (inode_table.h):
+  // every second the next kUnlinkedBatch Inodes are checked (one fstat each, through a
+  // duplicate of the descriptor), so each known file is looked at every max(1 s, count / batch)
+  // and a removed one's space is released within that, unless a process holds it open. Paced
+  // rather than all at once: on NFS each check may be a GETATTR to the server.
+  static constexpr size_t kUnlinkedBatch = 500;
+  void start_sweeper() {
+    std::lock_guard<std::mutex> guard(sweep_mutex_);
+    if (sweeper_.joinable() || sweep_stopping_) return;
+    sweeper_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(sweep_mutex_);
+      while (!sweep_changed_.wait_for(lock, std::chrono::seconds(1),
+                                      [&] { return sweep_stopping_; })) {
+        lock.unlock();
+        sweep_unlinked();
+        lock.lock();
+      }
+    });
+  }
+  void stop_sweeper() {
+    {
+      std::lock_guard<std::mutex> guard(sweep_mutex_);
+      sweep_stopping_ = true;
+    }
+    sweep_changed_.notify_all();
+    if (sweeper_.joinable()) sweeper_.join();
+  }
+  void sweep_unlinked() {
+    for (InodeTable::Known& known : inodes_.next_batch(&sweep_cursor_, kUnlinkedBatch)) {
+      struct stat st;
+      const bool gone = fstatat(known.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0
+                            ? st.st_nlink == 0
+                            : (errno == ESTALE || errno == ENOENT);
+      ::close(known.fd);
+      if (!gone || !inodes_.mark_stale_if(known.device, known.number, known.inode)) continue;
+      spdlog::debug("'{}' was removed from the source: dropping it from the kernel's cache",
+                    known.name);
+      invalidator_.invalidate_entry(static_cast<fuse_ino_t>(known.parent_node),
+                                    std::move(known.name));
+    }
   }
 
   void warn_nested_mount(const char* name) {
@@ -940,6 +994,11 @@ class PassthroughImpl final : public Passthrough {
   dev_t source_device_ = 0;
   std::atomic<fuse_session*> session_{nullptr};
   std::atomic<bool> warned_nested_{false};
+  std::mutex sweep_mutex_;
+  std::condition_variable sweep_changed_;
+  bool sweep_stopping_ = false;
+  std::thread sweeper_;
+  std::pair<dev_t, ino_t> sweep_cursor_{0, 0};  // used by the sweeper thread only
   std::mutex waits_mutex_;
   std::vector<std::unique_ptr<std::pair<lock::FileLocks*, uint64_t>>> waits_;
   bool caller_umask_ = false;  // set in init, before any request that creates
@@ -1051,6 +1110,16 @@ void KernelInvalidator::invalidate_name(const lock::FileRef& dir, std::string_vi
     fuse_session* session = fs_.session();
     if (!session) return;
     int rc = fuse_lowlevel_notify_inval_entry(session, node, name_copy.c_str(), name_copy.size());
+    if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
+  });
+}
+
+void KernelInvalidator::invalidate_entry(fuse_ino_t parent, std::string name) {
+  if (!fs_.session() || !parent) return;
+  run([this, parent, name = std::move(name)] {
+    fuse_session* session = fs_.session();
+    if (!session) return;
+    int rc = fuse_lowlevel_notify_inval_entry(session, parent, name.c_str(), name.size());
     if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
   });
 }

@@ -251,6 +251,46 @@ class Lifecycle(unittest.TestCase):
                 unmount(mnt)
                 wait_for(lambda: not daemon_pids(src), 10, "the daemon to exit")
 
+    def test_file_removed_on_the_source_is_not_kept_allocated(self):
+        """The daemon holds an O_PATH descriptor per file the kernel knows. A file removed on
+        SOURCE directly (another host, a cleanup job) must not stay allocated for as long as
+        the kernel caches its name: within a few seconds the daemon lets go of it, unless a
+        process has it open (as a local disk keeps an open file)."""
+        with temp_root() as root:
+            src, mnt = os.path.join(root, "src"), os.path.join(root, "mnt")
+            os.makedirs(src)
+            os.makedirs(mnt)
+            with Mount(src, mnt, "--lease-store", "none", "--entry-timeout", "3600",
+                       "--attr-timeout", "3600") as m:
+                for name in ("gone", "kept-open"):
+                    with open(os.path.join(mnt, name), "wb") as f:
+                        f.write(b"x" * (1 << 20))
+                    os.stat(os.path.join(mnt, name))  # the kernel caches it for an hour
+                holder = open(os.path.join(mnt, "kept-open"), "rb")
+                try:
+                    os.unlink(os.path.join(src, "gone"))
+                    os.unlink(os.path.join(src, "kept-open"))
+
+                    def deleted_held():
+                        held = set()
+                        fd_dir = f"/proc/{m.process.pid}/fd"
+                        for fd in os.listdir(fd_dir):
+                            try:
+                                target = os.readlink(os.path.join(fd_dir, fd))
+                            except OSError:
+                                continue
+                            if target.endswith(" (deleted)"):
+                                held.add(os.path.basename(target[:-len(" (deleted)")]))
+                        return held
+
+                    self.assertEqual(deleted_held(), {"gone", "kept-open"})
+                    wait_for(lambda: deleted_held() == {"kept-open"}, 15,
+                             "the daemon to let go of the removed file")
+                    self.assertFalse(os.path.exists(os.path.join(mnt, "gone")))
+                    self.assertEqual(len(holder.read()), 1 << 20)  # the open one still reads
+                finally:
+                    holder.close()
+
     def test_mount_helper_convention(self):
         helper = os.path.join(BUILD_DIR, "mount.fuse.leasefs")
         with temp_root() as root:

@@ -21,7 +21,9 @@
 //
 // The suite's directory: $LEASEFS_SIGV4_TESTSUITE if set, else the compile-time default
 // (LEASEFS_SIGV4_TESTSUITE_DEFAULT: ${PROJECT_SOURCE_DIR}/../shared/testdata/aws-sigv4-testsuite,
-// the CI layout). SuiteFound fails when neither holds a case, so a wrong path cannot pass silently.
+// the CI layout). The vectors are not part of the repository: where they are missing SuiteFound
+// skips with one line (a user's clone), unless LEASEFS_REQUIRE_SHARED_TESTDATA=1 (set by .ci/run,
+// which always has them) makes their absence a failure, so a wrong path cannot pass silently.
 #include <gtest/gtest.h>
 #include <strings.h>
 
@@ -162,6 +164,11 @@ std::string TestName(const testing::TestParamInfo<std::string>& info) {
 
 TEST(Sigv4Suite, SuiteFound) {
   const std::vector<std::string> cases = FindCases();
+  const char* required = std::getenv("LEASEFS_REQUIRE_SHARED_TESTDATA");
+  if (cases.empty() && (required == nullptr || std::string(required) != "1")) {
+    GTEST_SKIP() << "SigV4 test vectors not found under " << SuiteDir()
+                 << " (set LEASEFS_SIGV4_TESTSUITE to aws-sigv4-testsuite); suite skipped";
+  }
   ASSERT_FALSE(cases.empty()) << "no SigV4 test case under " << SuiteDir()
                               << " (set LEASEFS_SIGV4_TESTSUITE to the suite's directory)";
   // Test names are derived from directory names; two that map to one name would hide a case.
