@@ -140,7 +140,13 @@ std::optional<std::string> CheckMountRequest(MountOptions& o) {
 
   int fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fuse_fd < 0) {
-    return std::string("cannot open /dev/fuse: ") + std::strerror(errno) +
+    const int err = errno;
+    if (err == EACCES || err == EPERM) {
+      return std::string("cannot open /dev/fuse: ") + std::strerror(err) +
+             " (only root may use it here: mount as root, or let users open it, mode 0666 as "
+             "Debian's fuse3 package sets it)";
+    }
+    return std::string("cannot open /dev/fuse: ") + std::strerror(err) +
            " (load the fuse kernel module; in a container, pass the /dev/fuse device)";
   }
   close(fuse_fd);

@@ -264,7 +264,10 @@ class Transcript {
     std::sort(entries.begin(), entries.end());
     std::string joined;
     for (const auto& [name, type] : entries) {
-      joined += (joined.empty() ? "" : " ") + EscapeName(name) + ":" + DtypeName(type);
+      if (!joined.empty()) joined += ' ';
+      joined += EscapeName(name);
+      joined += ':';
+      joined += DtypeName(type);
     }
     Record("readdir " + std::string(rel), err != 0 ? ErrName(err) : joined, expect);
   }

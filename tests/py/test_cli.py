@@ -129,6 +129,24 @@ class BadInput(unittest.TestCase):
                          "(load the fuse kernel module; in a container, pass the /dev/fuse device)")
 
 
+    def test_dev_fuse_only_for_root(self):
+        # A private /dev whose fuse device only root may open; the mount attempted as nobody.
+        os.chmod(self.src, 0o777)
+        os.chmod(self.mnt, 0o777)
+        program = os.path.join(self.root, "leasefs")  # where nobody can reach it
+        shutil.copy(binary(), program)
+        script = (f"mount -t tmpfs tmpfs /dev && mknod -m 0600 /dev/fuse c 10 229 && "
+                  f"exec setpriv --reuid=65534 --regid=65534 --clear-groups {program} mount "
+                  f"--lease-store none {self.src} {self.mnt}")
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         "leasefs: error: cannot open /dev/fuse: Permission denied (only root may "
+                         "use it here: mount as root, or let users open it, mode 0666 as Debian's "
+                         "fuse3 package sets it)")
+
+
 class Lifecycle(unittest.TestCase):
     def test_daemon_mode_returns_when_usable_and_exits_on_umount(self):
         with temp_root() as root:
