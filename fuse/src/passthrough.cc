@@ -1104,14 +1104,7 @@ void KernelInvalidator::invalidate_file(const lock::FileRef& file) {
 }
 
 void KernelInvalidator::invalidate_name(const lock::FileRef& dir, std::string_view name) {
-  fuse_ino_t node = fs_.node_id_of(dir);
-  if (!fs_.session() || !node) return;
-  run([this, node, name_copy = std::string(name)] {
-    fuse_session* session = fs_.session();
-    if (!session) return;
-    int rc = fuse_lowlevel_notify_inval_entry(session, node, name_copy.c_str(), name_copy.size());
-    if (rc < 0 && rc != -ENOENT) spdlog::warn("name invalidation failed: {}", std::strerror(-rc));
-  });
+  invalidate_entry(fs_.node_id_of(dir), std::string(name));
 }
 
 void KernelInvalidator::invalidate_entry(fuse_ino_t parent, std::string name) {

@@ -58,17 +58,26 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
     # B's client keeps "no big.db-journal" for 30 s (EFS's acdirmin), longer than the test.
     NEGATIVE_TIMEOUT = 30
 
+    def start(self, root, *extra):
+        """Two hosts; a database written through A and read through B, whose client now
+        caches "no -journal". Returns A, B, the database's paths (SOURCE, A, B), B's reading."""
+        a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1, *extra)
+        paths = [os.path.join(d, "big.db") for d in (os.path.join(root, "src"), a.mountpoint,
+                                                      b.mountpoint)]
+        try:
+            create_big(paths[1])
+            committed = state(paths[2])
+            self.assertEqual(committed, (400, 400 * 900, "ok"))
+        except BaseException:
+            stop_all([a, b])
+            raise
+        return a, b, paths, committed
+
     def test_killed_writer_is_rolled_back_where_the_journal_was_cached_absent(self):
         with temp_root() as root:
-            a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1)
+            a, b, (src_db, db_a, db_b), committed = self.start(root)
             proc = None
             try:
-                src_db = os.path.join(root, "src", "big.db")
-                db_a = os.path.join(a.mountpoint, "big.db")
-                db_b = os.path.join(b.mountpoint, "big.db")
-                create_big(db_a)
-                committed = state(db_b)  # B reads: its client now caches "no -journal"
-                self.assertEqual(committed, (400, 400 * 900, "ok"))
                 proc = start_in_transaction(SPILLING_WRITER, db_a)
                 end_writer(proc)  # kill -9 in the middle of the spilled transaction
                 proc = None
@@ -97,15 +106,10 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
         and must find the journal its client still believes absent."""
         lease = 2
         with temp_root() as root:
-            a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1,
-                                              "--lease-duration", str(lease))
+            a, b, (src_db, db_a, db_b), committed = self.start(root, "--lease-duration",
+                                                               str(lease))
             proc = None
             try:
-                src_db = os.path.join(root, "src", "big.db")
-                db_a = os.path.join(a.mountpoint, "big.db")
-                db_b = os.path.join(b.mountpoint, "big.db")
-                create_big(db_a)
-                committed = state(db_b)
                 proc = start_in_transaction(SPILLING_WRITER, db_a)
                 a.process.send_signal(signal.SIGKILL)  # the host dies holding its claims
                 a.process.wait()
