@@ -1150,6 +1150,11 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
 }
 
 TimePoint LeaseManager::tick() {
+  TimePoint next = session_step();
+  return std::min(next, claims_step());
+}
+
+TimePoint LeaseManager::session_step() {
   TimePoint now = clock_.now();
   bool renew_due, rejoin_due;
   {
@@ -1166,7 +1171,12 @@ TimePoint LeaseManager::tick() {
   }
   if (renew_due) renew();
   if (rejoin_due) rejoin();
+  std::lock_guard<std::mutex> guard(mutex_);
+  return dead_ ? next_rejoin_ : next_renewal_;
+}
 
+TimePoint LeaseManager::claims_step() {
+  TimePoint now;
   struct Work {
     std::string name;
     Release reason;
@@ -1176,7 +1186,9 @@ TimePoint LeaseManager::tick() {
   {
     std::lock_guard<std::mutex> guard(mutex_);
     now = clock_.now();
-    next = dead_ ? next_rejoin_ : next_renewal_;
+    // Without databases to look after, sleep until woken (or a renewal's time: cheap, and a
+    // bound on anything missed).
+    next = now + config_.lease / 4;
     wake_background_ = false;  // this visit plans for every database
     for (auto& [name, db] : databases_) {
       const bool woken = db.yield_now;  // a local lock went while competing
@@ -1244,11 +1256,23 @@ void LeaseManager::run_background() {
     std::lock_guard<std::mutex> guard(mutex_);
     background_running_ = true;
   }
+  // The session has a thread of its own: nothing the claims' work waits for (a flush to slow
+  // storage, a database busy with a lock request, many databases to visit) may delay a renewal.
+  renewer_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      TimePoint next = session_step();
+      lock.lock();
+      auto wait = std::max<Duration>(next - clock_.now(), Duration::zero());
+      renewer_wakeup_.wait_for(lock, wait, [&] { return stopping_; });
+    }
+  });
   background_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
       lock.unlock();
-      TimePoint next = tick();
+      TimePoint next = claims_step();
       lock.lock();
       // Real time only here: the background thread sleeps on the steady clock until the next
       // step the (possibly injected) clock says is due, or until set_use() asks for a yield.
@@ -1274,7 +1298,9 @@ void LeaseManager::stop() {
     if (stopping_) return;
     stopping_ = true;
     changed_.notify_all();
+    renewer_wakeup_.notify_all();
   }
+  if (renewer_.joinable()) renewer_.join();
   if (background_.joinable()) background_.join();
   std::vector<std::string> names;
   bool dead;

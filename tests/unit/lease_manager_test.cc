@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "leasefs/lock/local_store.h"
 #include "mount_harness.h"
@@ -450,6 +451,51 @@ TEST_F(LeaseManagerTest, RecordDeletedIsNoticedAtTheNextLockRequest) {
   // Still holding SHARED, it asks for RESERVED: the read shows its SHARED claim gone.
   EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kFenced);
   EXPECT_TRUE(a.manager->dead());
+}
+
+// Renewals never wait behind the claims' work: a flush to slow storage that takes longer than the
+// lease (here 1.5 s against L = 0.6 s), made by the background thread while it yields a claim,
+// must not let the session lapse. Real time and real background threads: what is tested is
+// that the renewal does not share a thread with that work.
+TEST_F(LeaseManagerTest, SlowFlushDoesNotDelayRenewals) {
+  class SlowFlush final : public LeaseListener {
+   public:
+    void flush(const std::string&) override {
+      flushing = true;
+      std::this_thread::sleep_for(milliseconds(1500));
+      flushing = false;
+    }
+    void invalidate(const std::string&) override {}
+    std::atomic<bool> flushing{false};
+  };
+  LeaseConfig config;
+  config.lease = milliseconds(600);
+  config.margin = milliseconds(50);
+  config.session_name = "a";
+  SlowFlush slow;
+  LeaseManager a(*store_, real_clock_, config, slow);
+  std::string error;
+  ASSERT_TRUE(a.start(&error)) << error;
+  config.session_name = "b";
+  RecordingListener quick;
+  LeaseManager b(*store_, real_clock_, config, quick);
+  ASSERT_TRUE(b.start(&error)) << error;
+  a.run_background();
+  b.run_background();
+  ASSERT_EQ(a.acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.mark_dirty("app.db");
+  EXPECT_EQ(b.acquire("app.db", kExclusive), ClaimResult::kBusy);  // demand: A must yield
+  a.set_use("app.db", kNothing);                                   // A's yield flushes, slowly
+  for (int i = 0; i < 200 && !slow.flushing; i++) std::this_thread::sleep_for(milliseconds(5));
+  ASSERT_TRUE(slow.flushing);
+  const uint64_t renewals = a.stats().renewals;
+  std::this_thread::sleep_for(milliseconds(1200));  // still flushing: two leases' time
+  EXPECT_TRUE(slow.flushing);
+  EXPECT_FALSE(a.fenced());
+  EXPECT_FALSE(a.dead());
+  EXPECT_GE(a.stats().renewals, renewals + 4);  // every L/4
+  a.stop();
+  b.stop();
 }
 
 // A session declared dead is not resurrected under the locks it held: the host joins again, as a

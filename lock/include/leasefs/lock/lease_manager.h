@@ -119,7 +119,11 @@
 // THREADS AND LOCK ORDER
 //   All public methods are thread-safe. mutex_ guards all state; store I/O happens with it
 //   released, under the per-database `busy` flag, so one database's round trip never stalls
-//   another's lock calls. Listener callbacks are made without mutex_ held.
+//   another's lock calls. Listener callbacks are made without mutex_ held. Two background
+//   threads: one renews the session (and notices a replaced store, joins again), one does the
+//   claims' work (polls, handoffs, releases, each of which may flush a database to slow storage
+//   or wait for a lock request on it): a renewal never waits behind that work, so a live host
+//   that reaches its store is not declared dead because it is busy.
 #pragma once
 
 #include <array>
@@ -284,8 +288,8 @@ class LeaseManager {
   std::string store_description() const { return store_.describe(); }
   const LeaseConfig& config() const { return config_; }
 
-  // One step of the background work, for tests (the background thread calls it in a loop).
-  // Returns when the next step is due.
+  // One step of the background work, for tests: session_step() then claims_step() (the two
+  // background threads call one each, in a loop). Returns when the next step is due.
   TimePoint tick();
 
  private:
@@ -340,6 +344,10 @@ class LeaseManager {
 
   // `held_off` is set when the answer is kBusy because of writer priority: our own use of the
   // region must drain first, so retrying at once is pointless.
+  // The session's thread: renewal, noticing a replaced store, joining again after a lost session.
+  TimePoint session_step();
+  // The claims' thread: demand polls, eager handoffs, idle releases, settling unsettled writes.
+  TimePoint claims_step();
   ClaimResult acquire_from_store(const std::string& db, const RegionModes& use,
                                  const RegionModes& entering, bool* held_off);
   bool renew();
@@ -409,8 +417,10 @@ class LeaseManager {
   // acquire() saw competition the background thread may not know of yet (it may be asleep
   // until the next renewal): look at every database now.
   bool wake_background_ = false;
-  bool background_running_ = false;  // run_background() was called: set_use may wait for it
-  std::thread background_;
+  bool background_running_ = false;         // run_background() was called: set_use may wait for it
+  std::thread background_;                  // claims_step()
+  std::thread renewer_;                     // session_step()
+  std::condition_variable renewer_wakeup_;  // stop()
 };
 
 }  // namespace leasefs::lock
