@@ -68,6 +68,7 @@ bool IsMountPoint(const std::string& path, std::string* fstype, const std::strin
   }
   std::istringstream lines(contents);
   std::string line;
+  bool found = false;
   while (std::getline(lines, line)) {
     // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
     std::istringstream fields(line);
@@ -79,10 +80,10 @@ bool IsMountPoint(const std::string& path, std::string* fstype, const std::strin
     }
     std::string type;
     fields >> type;
-    if (fstype) *fstype = type;
-    return true;
+    if (fstype) *fstype = type;  // a later line is mounted on top of an earlier one
+    found = true;
   }
-  return false;
+  return found;
 }
 
 std::optional<std::string> CheckMountRequest(MountOptions& o) {

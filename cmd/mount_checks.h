@@ -17,7 +17,8 @@ namespace leasefs::cmd {
 std::optional<std::string> CheckMountRequest(MountOptions& options);
 
 // True if `path` (canonical) is a mount point according to /proc/self/mountinfo; *fstype gets
-// its filesystem type. `mountinfo` may be given for tests (the file's contents).
+// the filesystem type of the mount on top (the last one listed there). `mountinfo` may be given
+// for tests (the file's contents).
 bool IsMountPoint(const std::string& path, std::string* fstype,
                   const std::string* mountinfo = nullptr);
 

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "leasefs/fuse/passthrough.h"
@@ -203,7 +204,11 @@ int Serve(const MountOptions& o, ReadyChannel ready) {
     seams.locks = locking->host_locks.get();
     seams.write_gate = locking->host_locks.get();
     Locking* l = locking.get();
-    config.status = [l] { return lock::StatusJson(*l->leases, *l->host_locks, l->clock); };
+    config.status = [l](uint64_t id, const std::function<bool(const std::string&)>& visible) {
+      lock::StatusReport report = lock::StatusReportOf(*l->leases, *l->host_locks, l->clock, id,
+                                                       visible, fuse::kStatusPageBytes);
+      return fuse::StatusSnapshot{std::move(report.summary), std::move(report.pages)};
+    };
     if (!o.metrics_addr.empty()) {
       metrics = MetricsServer::Start(
           o.metrics_addr,

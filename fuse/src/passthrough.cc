@@ -32,6 +32,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -39,6 +40,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -47,6 +49,7 @@
 #include <vector>
 
 #include "inode_table.h"
+#include "status_snapshots.h"
 
 namespace leasefs::fuse {
 namespace {
@@ -188,6 +191,25 @@ class PassthroughImpl final : public Passthrough {
     return &inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
   }
   static lock::FileRef ref(const Inode& inode) { return {inode.device, inode.number, inode.fd}; }
+
+  // Who sent `req`. The supplementary groups are read (from /proc/PID/status) only for a caller
+  // other than root, the only one they matter for; unreadable, the caller has none.
+  static Caller caller_of(fuse_req_t req) {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    Caller caller{ctx->uid, ctx->gid, {}};
+    if (caller.uid == 0) return caller;
+    std::vector<gid_t> groups(64);
+    int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+    if (n > static_cast<int>(groups.size())) {
+      groups.resize(static_cast<size_t>(n));
+      n = fuse_req_getgroups(req, n, groups.data());
+    }
+    groups.resize(std::clamp(n, 0, static_cast<int>(groups.size())));
+    std::sort(groups.begin(), groups.end());
+    groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+    caller.groups = std::move(groups);
+    return caller;
+  }
 
   bool is_hidden(const Inode& parent, const char* name) const {
     return !config_.hidden_root_name.empty() && &parent == &inodes_.root() &&
@@ -871,13 +893,41 @@ class PassthroughImpl final : public Passthrough {
     fuse_reply_err(req, rc < 0 ? errno : 0);
   }
 
+  // The status attributes of the root (status_snapshots.h has the protocol).
+  static void reply_status(fuse_req_t req, const char* name, size_t size) {
+    auto& fs = self(req);
+    Caller caller = caller_of(req);
+    std::string value;
+    if (std::strcmp(name, kStatusXattr) == 0) {
+      std::map<std::string, bool> seen;  // directories checked for this caller
+      const int root_fd = fs.inodes_.root().fd;
+      value = fs.status_snapshots_.take(caller, [&](uint64_t id) {
+        return fs.config_.status(
+            id, [&](const std::string& path) { return PathVisible(root_fd, path, caller, &seen); });
+      });
+    } else if (auto page = ParseStatusPageName(name)) {
+      if (int err = fs.status_snapshots_.page(page->first, page->second, caller, &value)) {
+        return (void)fuse_reply_err(req, err);
+      }
+    } else {
+      return (void)fuse_reply_err(req, ENODATA);  // the names below kStatusXattr are ours
+    }
+    if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+    if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, value.data(), value.size());
+  }
+
+  static bool is_status_name(const char* name) {
+    const size_t n = std::strlen(kStatusXattr);
+    return std::strncmp(name, kStatusXattr, n) == 0 && (name[n] == '\0' || name[n] == '.');
+  }
+
   static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     auto& fs = self(req);
-    if (ino == FUSE_ROOT_ID && fs.config_.status && std::strcmp(name, kStatusXattr) == 0) {
-      std::string status = fs.config_.status();
-      if (size == 0) return (void)fuse_reply_xattr(req, status.size());
-      if (size < status.size()) return (void)fuse_reply_err(req, ERANGE);
-      return (void)fuse_reply_buf(req, status.data(), status.size());
+    if (ino == FUSE_ROOT_ID && is_status_name(name)) {
+      // Never a stored attribute of that name: without status (no cluster locking), none.
+      if (!fs.config_.status) return (void)fuse_reply_err(req, ENODATA);
+      return reply_status(req, name, size);
     }
     ProcPath path(fs.inode_of(ino).fd);
     if (size == 0) {
@@ -1004,6 +1054,11 @@ class PassthroughImpl final : public Passthrough {
   bool caller_umask_ = false;  // set in init, before any request that creates
   const uid_t daemon_uid_ = geteuid();
   const gid_t daemon_gid_ = getegid();
+  // Ids from the time of day in microseconds: no two daemons of a mountpoint share one.
+  StatusSnapshots status_snapshots_{
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count())};
   fuse_lowlevel_ops ops_{};
 };
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "region_json.h"
+#include "status_pages.h"
 
 namespace leasefs::lock {
 namespace {
@@ -16,7 +17,10 @@ int64_t MillisUntil(TimePoint when, const Clock& clock) {
 
 }  // namespace
 
-std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const Clock& clock) {
+StatusReport StatusReportOf(const LeaseManager& leases, const HostLocks& locks, const Clock& clock,
+                            uint64_t snapshot,
+                            const std::function<bool(const std::string& path)>& path_visible,
+                            size_t page_bytes) {
   LeaseStats s = leases.stats();
   HostLocks::Counters c = locks.counters();
   json doc = {
@@ -49,17 +53,28 @@ std::string StatusJson(const LeaseManager& leases, const HostLocks& locks, const
         {"abandoned_transactions", c.abandoned_transactions},
         {"fenced_writes", c.fenced_writes}}},
   };
-  doc["databases"] = json::array();
+  std::vector<json> databases;
   for (const DatabaseStatus& db : leases.databases()) {
-    doc["databases"].push_back({{"name", db.name},
-                                {"path", locks.path_of(db.name)},
-                                {"claims", ModesToJson(db.claims)},
-                                {"in_use", ModesToJson(db.use)},
-                                {"version", db.version},
-                                {"dirty", db.dirty},
-                                {"competing", db.competing}});
+    std::string path = locks.path_of(db.name);
+    json entry = {{"name", db.name},
+                  {"path", path},
+                  {"claims", ModesToJson(db.claims)},
+                  {"in_use", ModesToJson(db.use)},
+                  {"version", db.version},
+                  {"dirty", db.dirty},
+                  {"competing", db.competing}};
+    if (!path_visible(path)) {
+      entry["path"] = "";
+      entry["hidden"] = true;
+    }
+    databases.push_back(std::move(entry));
   }
-  return doc.dump();
+  StatusReport report;
+  report.pages = PageJsonArray(std::move(databases), page_bytes);
+  doc["snapshot"] = snapshot;
+  doc["database_pages"] = report.pages.size();
+  report.summary = DumpJson(doc);
+  return report;
 }
 
 std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, const Clock& clock) {

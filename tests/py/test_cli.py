@@ -118,6 +118,24 @@ class BadInput(unittest.TestCase):
             self.assertIn("is busy: fuse.leasefs is already mounted there", r.stderr)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
+    def test_status_needs_a_leasefs_mount(self):
+        # The attribute alone proves nothing: anyone may set it on a directory of theirs.
+        forged = b'{"session":"forged","databases":[{"path":"x.db"}]}'
+        os.setxattr(self.mnt, "user.leasefs.status", forged)
+        os.setxattr(self.src, "user.leasefs.status", forged)  # never shown through a mount
+        for args in (["status", self.mnt], ["status", "--json", self.mnt]):
+            self.assert_rejected(args, f"{self.mnt} is not a leasefs mount", code=1)
+        self.assert_rejected(["status", os.path.join(self.root, "nope")], "cannot access",
+                             code=1)
+        with Mount(self.src, self.mnt, "--lease-store", "none"):
+            # Not the mount point itself, and a mount without cluster locking has no status.
+            r = run("status", os.path.join(self.mnt, "inner"))
+            self.assertEqual((r.returncode, r.stderr.strip()), (1, "leasefs: error: "
+                             f"{os.path.join(self.mnt, 'inner')} is not a leasefs mount"))
+            r = run("status", self.mnt)
+            self.assertEqual((r.returncode, r.stderr.strip()), (1, f"leasefs: error: {self.mnt} "
+                             "has no status: it was mounted without cluster locking"))
+
     def test_no_dev_fuse(self):
         # A private mount namespace whose /dev has no fuse device.
         script = f"mount -t tmpfs tmpfs /dev && exec {binary()} mount {self.src} {self.mnt}"

@@ -8,6 +8,8 @@ could take over. The control case — the same workload with leasefs's cluster l
 off — must lose updates, so the test is known to be able to fail.
 """
 import contextlib
+import errno
+import json
 import multiprocessing
 import os
 import signal
@@ -17,7 +19,7 @@ import time
 import unittest
 
 import dynamo
-from harness import Mount, host_clients_selected, host_mount, temp_root, wait_for
+from harness import Mount, become, host_clients_selected, host_mount, temp_root, wait_for
 
 
 def store_option(root):
@@ -639,6 +641,112 @@ class StatusAndMetrics(unittest.TestCase):
                 self.assertIn("deadline in", human.stdout)
             finally:
                 stop_all([a, b])
+
+    def test_status_lists_thousands_of_databases_quickly(self):
+        """Status with far more databases than one extended attribute can hold (64 KiB, about
+        360 of them): the list travels in pages, and both outputs show every database."""
+        count = 2000
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1)
+            try:
+                os.mkdir(os.path.join(a.mountpoint, "many"))
+                paths = {f"many/database-{i:04d}.db" for i in range(count)}
+                for path in paths:
+                    conn = connect(os.path.join(a.mountpoint, path))
+                    conn.execute("CREATE TABLE t(x)")
+                    conn.close()
+                for as_json in (True, False):
+                    started = time.monotonic()
+                    out = status(a.mountpoint, *(["--json"] if as_json else []))
+                    elapsed = time.monotonic() - started
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    self.assertLess(elapsed, 3, "status of 2,000 databases is slow")
+                    if as_json:
+                        doc = json.loads(out.stdout)
+                        listed = [d["path"] for d in doc["databases"]]
+                        self.assertEqual(len(listed), count)
+                        self.assertEqual(set(listed), paths)
+                        self.assertNotIn("snapshot", doc)
+                        self.assertNotIn("database_pages", doc)
+                    else:
+                        for path in paths:
+                            self.assertIn(f"  {path} (", out.stdout)
+            finally:
+                stop_all([a])
+
+    def test_status_hides_paths_the_caller_could_not_reach(self):
+        """A caller other than root sees a database's path only if it may search every directory
+        above it (mode bits: owner, group, other); the entry itself stays, without its path."""
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1)
+            try:
+                j = lambda *p: os.path.join(a.mountpoint, *p)
+                for name, mode, gid in (("secret", 0o700, 0), ("group", 0o750, NOBODY),
+                                        ("listless", 0o711, 0), ("other", 0o750, 0)):
+                    os.mkdir(j(name))
+                    os.chown(j(name), 0, gid)
+                    os.chmod(j(name), mode)
+                os.mkdir(j("secret", "inner"), 0o755)
+                visible = {"open.db", "group/by-group.db", "listless/searchable.db"}
+                hidden = {"secret/hidden.db", "secret/inner/deeper.db", "other/unreachable.db"}
+                for path in visible | hidden:
+                    conn = connect(j(path))
+                    conn.execute("CREATE TABLE t(x)")
+                    conn.close()
+                as_root = json.loads(status(a.mountpoint, "--json").stdout)
+                self.assertEqual({d["path"] for d in as_root["databases"]}, visible | hidden)
+                self.assertFalse(any(d.get("hidden") for d in as_root["databases"]))
+
+                out = status(a.mountpoint, "--json", uid=NOBODY)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                doc = json.loads(out.stdout)
+                shown = [d for d in doc["databases"] if not d.get("hidden")]
+                concealed = [d for d in doc["databases"] if d.get("hidden")]
+                self.assertEqual({d["path"] for d in shown}, visible)
+                self.assertEqual(len(concealed), len(hidden))
+                self.assertEqual({d["path"] for d in concealed}, {""})
+                self.assertEqual(doc["locks"], as_root["locks"])  # counters are everyone's
+                human = status(a.mountpoint, uid=NOBODY)
+                self.assertEqual(human.returncode, 0, human.stderr)
+                self.assertIn("group/by-group.db", human.stdout)
+                self.assertEqual(human.stdout.count("(hidden: "), len(hidden))
+                for text in (out.stdout, human.stdout):
+                    for name in ("hidden.db", "inner", "deeper.db", "unreachable.db"):
+                        self.assertNotIn(name, text)
+
+                # A snapshot's pages are for the caller it was taken for.
+                summary = json.loads(os.getxattr(a.mountpoint, "user.leasefs.status"))
+                page = f"user.leasefs.status.{summary['snapshot']}.0"
+                self.assertIn(b"secret/hidden.db", os.getxattr(a.mountpoint, page))
+                self.assertEqual(xattr_errno_as(NOBODY, a.mountpoint, page), errno.ENODATA)
+            finally:
+                stop_all([a])
+
+
+NOBODY = 65534
+
+
+def xattr_errno_as(uid, path, name):
+    """The errno of getxattr(path, name) in a child process running as `uid` (0: it worked)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            become(uid)
+            os.getxattr(path, name)
+        except OSError as e:
+            code = e.errno
+        finally:
+            os._exit(code)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def status(mountpoint, *args, uid=None):
+    """`leasefs status ARGS MOUNTPOINT`, as `uid` if given."""
+    return subprocess.run([os.environ["LEASEFS_BIN"], "status", *args, mountpoint],
+                          capture_output=True, text=True, timeout=30,
+                          preexec_fn=(lambda: become(uid)) if uid is not None else None)
 
 
 if __name__ == "__main__":

@@ -200,6 +200,15 @@ TEST(MountChecks, MountinfoParsingUnescapes) {
   EXPECT_FALSE(IsMountPoint("/srv", &type, &info));
 }
 
+TEST(MountChecks, MountinfoNamesTheMountOnTop) {
+  const std::string info =
+      "40 22 0:50 / /srv/db rw - fuse.leasefs /efs rw,user_id=0\n"
+      "41 40 0:51 / /srv/db rw - tmpfs tmpfs rw\n";
+  std::string type;
+  EXPECT_TRUE(IsMountPoint("/srv/db", &type, &info));
+  EXPECT_EQ(type, "tmpfs");
+}
+
 class MountCheckDirs : public ::testing::Test {
  protected:
   void SetUp() override {

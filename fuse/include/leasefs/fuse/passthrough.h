@@ -17,6 +17,8 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,8 +30,22 @@
 namespace leasefs::fuse {
 
 // The mount's status, read with getxattr(MOUNTPOINT, kStatusXattr) (what `leasefs status` does).
-// Virtual: not stored, not listed, answered only on the root of the mount.
+// Virtual: not stored, not listed, answered only on the root of the mount, where a stored
+// attribute of that name (or below it) is never shown, even without cluster locking. It answers a
+// summary naming a snapshot, whose database list is then read as "kStatusXattr.ID.K", a page at a
+// time (fuse/src/status_snapshots.h has the protocol): one value could not hold more than a few
+// hundred databases (the kernel's XATTR_SIZE_MAX, 64 KiB).
 inline constexpr const char* kStatusXattr = "user.leasefs.status";
+// The most a page of the database list may hold, well under XATTR_SIZE_MAX.
+inline constexpr size_t kStatusPageBytes = 32 * 1024;
+
+// One status snapshot as the status producer makes it (lock/status.h StatusReport): the summary
+// (a JSON object that includes the "snapshot" id it was made for and "database_pages") and the
+// pages of its database list (JSON arrays of at most kStatusPageBytes).
+struct StatusSnapshot {
+  std::string summary;
+  std::vector<std::string> pages;
+};
 
 struct PassthroughConfig {
   std::string source;             // absolute path of the backing directory
@@ -48,8 +64,11 @@ struct PassthroughConfig {
   // A name in SOURCE's root the mount hides (leasefs's own marker file, lock/volume_id.h): it
   // is not listed, a lookup says ENOENT and creating it (or renaming or linking onto it) EPERM.
   std::string hidden_root_name;
-  // Produces the value of kStatusXattr (JSON). Empty: the attribute does not exist.
-  std::function<std::string()> status;
+  // Produces status snapshot `id` for a caller, who may see a database path only where
+  // `path_visible(path)` (path relative to SOURCE) says so. Empty: the attribute does not exist.
+  std::function<StatusSnapshot(uint64_t id,
+                               const std::function<bool(const std::string& path)>& path_visible)>
+      status;
 };
 
 struct PassthroughSeams {
