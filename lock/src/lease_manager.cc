@@ -581,7 +581,19 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     db.use = use;
     return ClaimResult::kGranted;
   }
-  lock_database(lock, db);
+  // A store operation on this database is in flight (a demand check, a release): wait for it,
+  // but never past the deadline. With the store unreachable that operation takes its whole
+  // store_timeout, and a lock request must be answered kFenced once the session may have lapsed,
+  // not when the store lets go.
+  while (db.busy) {
+    if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
+    changed_.wait_for(lock, std::chrono::milliseconds(10));
+  }
+  db.busy = true;
+  if (dead_ || clock_.now() >= deadline_ || store_replaced()) {
+    unlock_database(db);
+    return ClaimResult::kFenced;
+  }
   if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
     db.use = use;
     unlock_database(db);
