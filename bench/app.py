@@ -707,7 +707,7 @@ def main():
     print(f"# lease store: {store_desc};  leasefs: {leasefs}")
     sys.stdout.flush()
 
-    old_handlers, results, interrupted, failure = {}, [], None, None
+    old_handlers, results, interrupted, failure, proxy_errors = {}, [], None, None, []
 
     def on_signal(signum, _frame):
         raise Interrupted(signum)
@@ -723,6 +723,9 @@ def main():
             import dynamo as dynamo_module  # tests/py/dynamo.py: dynalite + the fault proxy
             dynamo = dynamo_module.backend()
             dynamo.proxy.set("pass", latency=args.latency_ms / 1000)
+            # Counted, not printed: a terminal's Ctrl-C ends dynalite too, and the daemons' last
+            # requests would then print a traceback each.
+            dynamo.proxy.server.handle_error = lambda *_: proxy_errors.append(sys.exc_info()[1])
         for name, mounts, per_host in configs:
             log(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {name}: "
                 f"{mounts or 'no'} mount(s), {per_host} workers each ...")
@@ -732,9 +735,13 @@ def main():
             sys.stdout.flush()
             if r["daemon_problems"]:
                 raise RuntimeError("; ".join(r["daemon_problems"]))
+            if proxy_errors:
+                raise RuntimeError(f"the DynamoDB proxy failed {len(proxy_errors)} requests: "
+                                   f"{proxy_errors[0]!r}")
     except Interrupted as e:
         interrupted = e
         log(f"\n{e}; cleaning up")
+
     except CheckFailed as e:
         failure = f"DATA CHECK FAILED: {e}"
     except Exception as e:  # noqa: BLE001 - reported, then the exit status says it failed
