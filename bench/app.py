@@ -578,7 +578,7 @@ def print_config(r):
     if has_metrics:
         header += (f"{'store/s':>8}{'busy/s':>8}{'handoffs/s':>11}{'renewals':>9}"
                    f"{'gap max/p99 s':>15}{'margin s':>9}")
-    print(header)
+    print(header.rstrip())
     rows = [(f"{'mount ' + str(h['host']) if has_metrics else 'plain'}", h) for h in r["hosts"]]
     for label, h in rows:
         rl, wl = h["read_latency"], h["write_latency"]
@@ -596,14 +596,14 @@ def print_config(r):
                      f"{fmt(m['lease_margin_min_s'], 2):>9}")
         elif has_metrics:
             line += "   (no metrics samples)"
-        print(line)
+        print(line.rstrip())
     if len(r["hosts"]) > 1:
         rl, wl = r["read_latency"], r["write_latency"]
         print(f"{'total':<9}{r['requests_per_s']:>8.1f}"
               f"{sum(h['reads_per_s'] for h in r['hosts']):>9.1f}"
               f"{sum(h['writes_per_s'] for h in r['hosts']):>9.1f}{'':>14}{r['errors_total']:>7}   "
               f"{fmt(rl['p50_ms']) + '/' + fmt(rl['p99_ms']) + '/' + fmt(rl['max_ms'], 0):<21}"
-              f"{fmt(wl['p50_ms']) + '/' + fmt(wl['p99_ms']) + '/' + fmt(wl['max_ms'], 0):<22}")
+              f"{fmt(wl['p50_ms']) + '/' + fmt(wl['p99_ms']) + '/' + fmt(wl['max_ms'], 0)}")
     for h in r["hosts"]:
         for msg, n in sorted(h["errors"].items(), key=lambda kv: -kv[1]):
             print(f"  {'mount ' + str(h['host']) if has_metrics else 'plain'} error x{n}: {msg}")
