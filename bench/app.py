@@ -578,7 +578,7 @@ def print_config(r):
     if has_metrics:
         header += (f"{'store/s':>8}{'busy/s':>8}{'handoffs/s':>11}{'renewals':>9}"
                    f"{'gap max/p99 s':>15}{'margin s':>9}")
-    print(header)
+    print(header.rstrip())
     rows = [(f"{'mount ' + str(h['host']) if has_metrics else 'plain'}", h) for h in r["hosts"]]
     for label, h in rows:
         rl, wl = h["read_latency"], h["write_latency"]
@@ -596,14 +596,14 @@ def print_config(r):
                      f"{fmt(m['lease_margin_min_s'], 2):>9}")
         elif has_metrics:
             line += "   (no metrics samples)"
-        print(line)
+        print(line.rstrip())
     if len(r["hosts"]) > 1:
         rl, wl = r["read_latency"], r["write_latency"]
         print(f"{'total':<9}{r['requests_per_s']:>8.1f}"
               f"{sum(h['reads_per_s'] for h in r['hosts']):>9.1f}"
               f"{sum(h['writes_per_s'] for h in r['hosts']):>9.1f}{'':>14}{r['errors_total']:>7}   "
               f"{fmt(rl['p50_ms']) + '/' + fmt(rl['p99_ms']) + '/' + fmt(rl['max_ms'], 0):<21}"
-              f"{fmt(wl['p50_ms']) + '/' + fmt(wl['p99_ms']) + '/' + fmt(wl['max_ms'], 0):<22}")
+              f"{fmt(wl['p50_ms']) + '/' + fmt(wl['p99_ms']) + '/' + fmt(wl['max_ms'], 0)}")
     for h in r["hosts"]:
         for msg, n in sorted(h["errors"].items(), key=lambda kv: -kv[1]):
             print(f"  {'mount ' + str(h['host']) if has_metrics else 'plain'} error x{n}: {msg}")
@@ -707,7 +707,7 @@ def main():
     print(f"# lease store: {store_desc};  leasefs: {leasefs}")
     sys.stdout.flush()
 
-    old_handlers, results, interrupted, failure = {}, [], None, None
+    old_handlers, results, interrupted, failure, proxy_errors = {}, [], None, None, []
 
     def on_signal(signum, _frame):
         raise Interrupted(signum)
@@ -723,6 +723,9 @@ def main():
             import dynamo as dynamo_module  # tests/py/dynamo.py: dynalite + the fault proxy
             dynamo = dynamo_module.backend()
             dynamo.proxy.set("pass", latency=args.latency_ms / 1000)
+            # Counted, not printed: a terminal's Ctrl-C ends dynalite too, and the daemons' last
+            # requests would then print a traceback each.
+            dynamo.proxy.server.handle_error = lambda *_: proxy_errors.append(sys.exc_info()[1])
         for name, mounts, per_host in configs:
             log(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {name}: "
                 f"{mounts or 'no'} mount(s), {per_host} workers each ...")
@@ -732,9 +735,13 @@ def main():
             sys.stdout.flush()
             if r["daemon_problems"]:
                 raise RuntimeError("; ".join(r["daemon_problems"]))
+            if proxy_errors:
+                raise RuntimeError(f"the DynamoDB proxy failed {len(proxy_errors)} requests: "
+                                   f"{proxy_errors[0]!r}")
     except Interrupted as e:
         interrupted = e
         log(f"\n{e}; cleaning up")
+
     except CheckFailed as e:
         failure = f"DATA CHECK FAILED: {e}"
     except Exception as e:  # noqa: BLE001 - reported, then the exit status says it failed
