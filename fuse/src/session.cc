@@ -9,12 +9,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <list>
 #include <mutex>
@@ -65,6 +67,47 @@ std::string escape_option_value(const std::string& value) {
   return out;
 }
 
+// Termination signals. libfuse's own handlers only mark the session exited, which a loop asleep
+// in poll() does not see when the signal is taken by another thread (every thread that does not
+// block it may take it: the lease threads do not). These handlers also make signal_fd readable,
+// which the loop waits on. One session per process has them, as with libfuse's.
+constexpr int kTerminationSignals[] = {SIGTERM, SIGINT, SIGHUP};
+std::atomic<fuse_session*> signalled_session{nullptr};
+std::atomic<int> termination_signal{0};  // the first one that arrived, 0 if none
+int signal_fd = -1;                      // eventfd, created with the first session
+struct sigaction previous_actions[std::size(kTerminationSignals) + 1];  // + SIGPIPE
+
+void on_termination_signal(int sig) {
+  const int saved_errno = errno;
+  int none = 0;
+  termination_signal.compare_exchange_strong(none, sig);
+  if (fuse_session* session = signalled_session.load()) fuse_session_exit(session);
+  const uint64_t one = 1;
+  (void)!write(signal_fd, &one, sizeof one);
+  errno = saved_errno;
+}
+
+bool install_signal_handlers(fuse_session* session) {
+  if (signal_fd < 0) signal_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  fuse_session* none = nullptr;
+  if (signal_fd < 0 || !signalled_session.compare_exchange_strong(none, session)) return false;
+  struct sigaction action {};
+  action.sa_handler = on_termination_signal;
+  sigemptyset(&action.sa_mask);
+  size_t i = 0;
+  for (int sig : kTerminationSignals) sigaction(sig, &action, &previous_actions[i++]);
+  action.sa_handler = SIG_IGN;  // a peer closing a socket must not kill the daemon
+  sigaction(SIGPIPE, &action, &previous_actions[i]);
+  return true;
+}
+
+void remove_signal_handlers() {
+  size_t i = 0;
+  for (int sig : kTerminationSignals) sigaction(sig, &previous_actions[i++], nullptr);
+  sigaction(SIGPIPE, &previous_actions[i], nullptr);
+  signalled_session.store(nullptr);
+}
+
 // The multithreaded request loop. libfuse's fuse_session_loop_mt() lets every idle worker read
 // /dev/fuse at once, so the order in which requests reach their handlers is not the order in
 // which the kernel sent them; a READ sent after a WRITE can then be answered from the file as it
@@ -78,7 +121,7 @@ class Loop {
   Loop(fuse_session* session, unsigned max_threads)
       : session_(session), max_threads_(max_threads ? max_threads : 1) {}
 
-  // Serves until the session ends (unmount, or a signal through libfuse's handlers). Returns 0,
+  // Serves until the session ends (unmount, or a termination signal). Returns 0,
   // or the negative errno that stopped it.
   int run() {
     stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -89,29 +132,23 @@ class Loop {
     int fd = fuse_session_fd(session_);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
-    // Workers never take the termination signals: they reach this thread, whose ppoll() they
-    // interrupt; libfuse's handler has already marked the session exited.
-    sigset_t signals, previous;
-    sigemptyset(&signals);
-    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
-    pthread_sigmask(SIG_BLOCK, &signals, &previous);
     {
       std::lock_guard<std::mutex> guard(state_mutex_);
       start_worker_locked();
     }
-    // The signals can only be handled inside ppoll() (or before run()), so an exit seen after an
-    // interrupted ppoll() was libfuse's signal handler.
-    bool signalled = fuse_session_exited(session_);
+    // A termination signal may be handled on any thread of the process (the lease threads do
+    // not block it); the handler marks the session exited and makes signal_fd readable, so this
+    // wait ends whichever thread took it and however it races with the check above the poll.
     for (;;) {
-      pollfd done = {done_fd_, POLLIN, 0};
       if (fuse_session_exited(session_)) break;
-      // Returns when a worker saw the session end, or with EINTR on a signal.
-      if (ppoll(&done, 1, nullptr, &previous) < 0 && errno == EINTR)
-        signalled = fuse_session_exited(session_);
-      if (done.revents) break;
+      pollfd fds[2] = {{done_fd_, POLLIN, 0}, {signal_fd, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+        error_ = -errno;
+        break;
+      }
+      if (fds[0].revents || fds[1].revents) break;
     }
-    stopped_by_signal_ = signalled && fuse_session_exited(session_);
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    stopped_by_signal_ = termination_signal.load() != 0;
     uint64_t one = 1;
     (void)!write(stop_fd_, &one, sizeof one);
     std::list<std::thread> threads;
@@ -126,7 +163,7 @@ class Loop {
     return error_;
   }
 
-  // run() ended because SIGTERM, SIGINT or SIGHUP arrived (libfuse's handlers).
+  // run() ended because SIGTERM, SIGINT or SIGHUP arrived.
   bool stopped_by_signal() const { return stopped_by_signal_; }
 
  private:
@@ -237,7 +274,7 @@ std::unique_ptr<Session> Session::Mount(Passthrough& fs, const SessionConfig& co
     *error = "cannot create FUSE session: " + take_fuse_message();
     return nullptr;
   }
-  if (fuse_set_signal_handlers(session->session_) != 0) {
+  if (!install_signal_handlers(session->session_)) {
     *error = "cannot install signal handlers";
     return nullptr;
   }
@@ -262,7 +299,7 @@ int Session::run() {
 Session::~Session() {
   if (!session_) return;
   if (mounted_) fuse_session_unmount(session_);
-  if (signals_installed_) fuse_remove_signal_handlers(session_);
+  if (signals_installed_) remove_signal_handlers();
   fuse_session_destroy(session_);
 }
 

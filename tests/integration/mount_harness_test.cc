@@ -3,21 +3,24 @@
  *
  * Checks that LeasefsMount really mounts and unmounts, that its failure paths report failures
  * instead of passing (a daemon that cannot start, a daemon killed by SIGKILL), that SIGTERM makes
- * the daemon unmount and exit 0, and that a test process dying without stopping its mount still
- * takes the daemon and the mount with it (PR_SET_PDEATHSIG).
+ * the daemon unmount and exit 0 whichever of its threads takes the signal, and that a test process
+ * dying without stopping its mount still takes the daemon and the mount with it (PR_SET_PDEATHSIG).
  */
 #include "mount_harness.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest-spi.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -112,6 +115,42 @@ TEST(MountHarness, SigtermUnmountsAndExitsZero) {
   ASSERT_EQ(kill(mount->pid(), SIGTERM), 0);
   EXPECT_TRUE(WaitFor([&] { return !IsFuseMounted(mountpoint.path()); }, 10s))
       << "the daemon must unmount itself on SIGTERM";
+  EXPECT_TRUE(mount->Stop());
+}
+
+// A process-directed SIGTERM may be taken by any thread that does not block it, and the lease
+// threads do not. Sent to one of them directly (tgkill), it must still stop the daemon: a loop
+// that only re-checked libfuse's "exited" flag slept on until the next request, so an orphaned
+// daemon (DaemonDiesWithTheProcessThatStartedIt) could stay mounted for ever.
+TEST(MountHarness, SigtermTakenByAnotherThreadStopsTheDaemon) {
+  TempDir source, mountpoint, store;
+  auto mount = LeasefsMount::Start(source.path(), mountpoint.path(),
+                                   {"--lease-store", "local:" + store.path() + "/leases.db"});
+  ASSERT_NE(mount, nullptr);
+  const std::string tasks = "/proc/" + std::to_string(mount->pid()) + "/task";
+  pid_t target = -1;
+  // The lease threads start right after the mount appears; wait until one is there.
+  WaitFor(
+      [&] {
+        std::unique_ptr<DIR, int (*)(DIR*)> dir(opendir(tasks.c_str()), closedir);
+        for (dirent* entry; dir && (entry = readdir(dir.get()));) {
+          const pid_t tid = static_cast<pid_t>(atoi(entry->d_name));
+          if (tid <= 0 || tid == mount->pid()) continue;
+          std::ifstream status(tasks + "/" + entry->d_name + "/status");
+          for (std::string line; std::getline(status, line);) {
+            if (line.rfind("SigBlk:", 0) != 0) continue;
+            const unsigned long long blocked = std::stoull(line.substr(7), nullptr, 16);
+            if (!(blocked & (1ULL << (SIGTERM - 1)))) target = tid;
+          }
+          if (target > 0) return true;
+        }
+        return false;
+      },
+      5s);
+  ASSERT_GT(target, 0) << "no thread besides the main one takes SIGTERM; nothing to test";
+  ASSERT_EQ(syscall(SYS_tgkill, mount->pid(), target, SIGTERM), 0) << strerror(errno);
+  EXPECT_TRUE(WaitFor([&] { return !IsFuseMounted(mountpoint.path()); }, 10s))
+      << "SIGTERM taken by thread " << target << " did not stop the daemon";
   EXPECT_TRUE(mount->Stop());
 }
 
