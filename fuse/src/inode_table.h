@@ -78,9 +78,11 @@ class InodeTable {
   const Inode& root() const { return root_; }
 
   // Records one more kernel reference to the backing file `st` that `fd` (O_PATH, owned by the
-  // caller until this returns) refers to. Returns the Inode; `fd` is adopted if the file was new,
-  // otherwise closed.
-  Inode& acquire(int fd, const struct stat& st) {
+  // caller until this returns) refers to, looked up as `name` in the node `parent_node` (both
+  // remembered for the sweep; name may be null). Returns the Inode; `fd` is adopted if the file
+  // was new, otherwise closed.
+  Inode& acquire(int fd, const struct stat& st, uint64_t parent_node = 0,
+                 const char* name = nullptr) {
     std::unique_ptr<Inode> fresh;
     Inode* inode;
     {
@@ -103,6 +105,10 @@ class InodeTable {
         inode = slot.get();
       }
       inode->lookups++;
+      if (name != nullptr && inode != &root_) {
+        inode->parent_node = parent_node;
+        inode->name = name;
+      }
     }
     if (fd >= 0) ::close(fd);
     return *inode;
@@ -162,13 +168,6 @@ class InodeTable {
   // The descriptor of `inode` no longer reaches its file (see above). Never the root's.
   void mark_stale(Inode& inode) {
     if (&inode != &root_) inode.stale.store(true, std::memory_order_relaxed);
-  }
-
-  // Records the name `inode` was just looked up by.
-  void remember_name(Inode& inode, uint64_t parent_node, const char* name) {
-    std::lock_guard<std::mutex> guard(mutex_);
-    inode.parent_node = parent_node;
-    inode.name = name;
   }
 
   // One Inode of a sweep: a duplicate of its descriptor (the caller closes it) and its last name.

@@ -267,8 +267,7 @@ class PassthroughImpl final : public Passthrough {
       warn_nested_mount(name);
       return EXDEV;
     }
-    Inode& inode = inodes_.acquire(fd, e->attr);
-    inodes_.remember_name(inode, node_id(parent), name);
+    Inode& inode = inodes_.acquire(fd, e->attr, node_id(parent), name);
     e->ino = node_id(inode);
     return 0;
   }

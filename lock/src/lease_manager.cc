@@ -551,6 +551,17 @@ void LeaseManager::lock_database(std::unique_lock<std::mutex>& lock, Database& d
   db.busy = true;
 }
 
+bool LeaseManager::lock_database_unless_fenced(std::unique_lock<std::mutex>& lock, Database& db) {
+  auto fenced_now = [&] { return dead_ || clock_.now() >= deadline_ || store_replaced(); };
+  while (db.busy) {
+    if (fenced_now()) return false;
+    changed_.wait_for(lock, std::chrono::milliseconds(10));  // re-check the deadline meanwhile
+  }
+  if (fenced_now()) return false;
+  db.busy = true;
+  return true;
+}
+
 void LeaseManager::unlock_database(Database& db) {
   db.busy = false;
   changed_.notify_all();
@@ -585,15 +596,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   // but never past the deadline. With the store unreachable that operation takes its whole
   // store_timeout, and a lock request must be answered kFenced once the session may have lapsed,
   // not when the store lets go.
-  while (db.busy) {
-    if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
-    changed_.wait_for(lock, std::chrono::milliseconds(10));
-  }
-  db.busy = true;
-  if (dead_ || clock_.now() >= deadline_ || store_replaced()) {
-    unlock_database(db);
-    return ClaimResult::kFenced;
-  }
+  if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
   if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
     db.use = use;
     unlock_database(db);

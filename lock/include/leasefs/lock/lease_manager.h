@@ -392,6 +392,8 @@ class LeaseManager {
   std::string next_token();
   TimePoint store_deadline() const;
   void lock_database(std::unique_lock<std::mutex>& lock, Database& db);
+  // lock_database(), giving up (false, nothing taken) once the session is fenced.
+  bool lock_database_unless_fenced(std::unique_lock<std::mutex>& lock, Database& db);
   void unlock_database(Database& db);
 
   LeaseStore& store_;
