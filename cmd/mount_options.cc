@@ -161,6 +161,12 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
                   "Lease duration L in seconds (default 10): a dead host's locks pass to "
                   "others after L")
       ->check(Seconds(1, 3600));
+  command
+      .add_option("--storage-cache-wait", o.storage_cache_wait,
+                  "Seconds to wait after a writer died before locking its database, for storage "
+                  "clients whose name cache cannot be refreshed (default 0: NFS and FUSE clients "
+                  "are made to look again)")
+      ->check(Seconds(0, 3600));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command
       .add_option("--metrics-addr", o.metrics_addr,

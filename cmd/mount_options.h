@@ -39,6 +39,7 @@ struct MountOptions {
       "local";                  // local[:PATH] | none | dynamodb://TABLE?region=R[&endpoint=U]
   std::string lease_namespace;  // default: SOURCE's path (local) or its volume id (dynamodb)
   double lease_duration = 10;
+  double storage_cache_wait = 0;  // LeaseConfig::storage_cache_wait
   // Accepted now, implemented by later work; CheckMountRequest rejects it "not yet supported".
   std::string replica;
   std::string metrics_addr;

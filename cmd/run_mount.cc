@@ -104,6 +104,8 @@ struct Locking {
     config.session_name = std::string(host) + ":" + o.mountpoint;
     config.lease =
         std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lease_duration));
+    config.storage_cache_wait = std::chrono::duration_cast<lock::Duration>(
+        std::chrono::duration<double>(o.storage_cache_wait));
     if (remote) {
       // A remote store answers in milliseconds and bills per request: poll for handoffs at a
       // pace near its round trip, and look again only briefly inside a lock call (SQLite's busy

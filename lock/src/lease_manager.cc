@@ -585,7 +585,12 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
   Database& db = databases_[name];
   db.last_used = clock_.now();
-  db.handoff_at.reset();  // a local lock again: no eager handoff until it goes
+  db.handoff_at.reset();    // a local lock again: no eager handoff until it goes
+  if (db.hot_wait_until) {  // a writer died: the storage client may not show its journal yet
+    if (clock_.now() < *db.hot_wait_until) return ClaimResult::kBusy;
+    db.hot_wait_until.reset();
+    db.agreed_hot = db.pending_hot;
+  }
   // A writer elsewhere waits for what we would enter: the store decides (writer priority).
   const bool writer_waits = HeldOffByWriter(db.others_want, entering);
   if (!db.busy && !writer_waits && Covers(db.claims, use)) {
@@ -849,7 +854,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       if (invalidate) stats_.invalidations++;
     }
     if (invalidate) listener_.invalidate(name);
-    agree_on_hot_journal(name, record.hot);
+    if (!agree_on_hot_journal(name, record.hot)) return ClaimResult::kBusy;  // storage_cache_wait
     // A grant is only as good as the session behind it.
     std::lock_guard<std::mutex> guard(mutex_);
     if (dead_ || clock_.now() >= deadline_) return ClaimResult::kFenced;
@@ -934,16 +939,25 @@ void LeaseManager::relinquish(const std::string& name, const RegionModes& use) {
   release_claims(name, Release::kAll);
 }
 
-void LeaseManager::agree_on_hot_journal(const std::string& name, const std::string& hot) {
-  if (hot.empty()) return;
+bool LeaseManager::agree_on_hot_journal(const std::string& name, const std::string& hot) {
+  if (hot.empty()) return true;
   {
     std::lock_guard<std::mutex> guard(mutex_);
-    if (databases_[name].agreed_hot == hot) return;
+    Database& db = databases_[name];
+    if (db.agreed_hot == hot) return true;
+    if (db.pending_hot == hot) return false;  // still waiting (acquire() ends the wait)
   }
   listener_.revalidate(name);
   std::lock_guard<std::mutex> guard(mutex_);
-  databases_[name].agreed_hot = hot;
+  Database& db = databases_[name];
   stats_.hot_journal_checks++;
+  if (config_.storage_cache_wait > Duration::zero()) {
+    db.pending_hot = hot;
+    db.hot_wait_until = clock_.now() + config_.storage_cache_wait;
+    return false;
+  }
+  db.agreed_hot = hot;
+  return true;
 }
 
 Mode LeaseManager::foreign_holder(const std::string& name, Region region, Mode mode) {

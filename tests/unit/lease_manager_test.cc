@@ -395,6 +395,33 @@ TEST_F(LeaseManagerTest, AbandonedTransactionMakesEveryHostRevalidateOnce) {
   EXPECT_EQ(a.listener.revalidations["app.db"], 0);  // cleared: nothing to look for
 }
 
+// A storage client that cannot be made to look again: the host waits out its name cache
+// (storage_cache_wait) before granting a lock after a writer died, answering busy meanwhile.
+TEST_F(LeaseManagerTest, StorageCacheWaitHoldsLocksBackAfterAWriterDied) {
+  LeaseConfig config;
+  config.storage_cache_wait = seconds(30);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->relinquish("app.db", kNothing);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
+  auto pass = [&](int how_many_seconds) {  // time passes; both sessions renew
+    for (int i = 0; i < how_many_seconds; i++) {
+      clock_.advance(seconds(1));
+      a.manager->tick();
+      b.manager->tick();
+    }
+  };
+  pass(29);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  pass(2);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
+  b.manager->set_use("app.db", kNothing);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);  // once per mark
+}
+
 TEST_F(LeaseManagerTest, EveryNewMarkIsCheckedEvenByTheHostThatSetIt) {
   Host& a = AddHost("a");
   Host& b = AddHost("b");

@@ -99,6 +99,8 @@
 //   its storage client to look again) before the lock is granted, once per mark. The mark is
 //   cleared by the next release of a W claim from a host that had agreed with it: that host's
 //   SQLite took SHARED after its view agreed, so it rolled the journal back (or found none).
+//   Where the client cannot be made to look again, LeaseConfig::storage_cache_wait makes the host
+//   wait out the client's cache instead (answering busy, so SQLite retries) before it agrees.
 //
 // COHERENCE
 //   When a claim is granted and the database's version differs from the last one this host saw,
@@ -195,6 +197,11 @@ struct LeaseConfig {
   // How long an unlock that starts an eager handoff waits for the yield to be written (see
   // set_use). Bounds what a slow or unreachable store adds to a local unlock.
   Duration handoff_wait = std::chrono::milliseconds(100);
+  // For storage clients that cannot be made to look again (HOT JOURNALS: neither a forced
+  // attribute refresh nor a rename-target lookup reaches their name cache): after a writer died,
+  // grant no lock on the database for this long (the client's negative-cache lifetime), answering
+  // busy meanwhile. Zero (default): the revalidation suffices (Linux NFS, FUSE clients).
+  Duration storage_cache_wait = Duration::zero();
 };
 
 // What the lease manager needs from the host side. Called without the manager's lock held,
@@ -332,6 +339,9 @@ class LeaseManager {
     bool unsettled = false;
     // The record's `hot` mark this host last made its storage view agree with (revalidate()).
     std::string agreed_hot;
+    // A mark being waited out (LeaseConfig::storage_cache_wait): no lock is granted before.
+    std::string pending_hot;
+    std::optional<TimePoint> hot_wait_until;
     // A local process died inside a write transaction (relinquish): the release of its W claims
     // must mark the record hot, whichever release writes it.
     bool abandoned = false;
@@ -372,8 +382,9 @@ class LeaseManager {
              const std::string& hot);
   // The record says a hot journal may exist (`hot`, see HOT JOURNALS) and this host has not made
   // its storage view agree since it was set: LeaseListener::revalidate(). Called before a lock
-  // covered by a newly learned claim is granted, with mutex_ released.
-  void agree_on_hot_journal(const std::string& name, const std::string& hot);
+  // covered by a newly learned claim is granted, with mutex_ released. False while the view may
+  // still lag (storage_cache_wait): the lock must not be granted yet.
+  bool agree_on_hot_journal(const std::string& name, const std::string& hot);
   void remember(const std::string& name, const Record& record);
   // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
   // ambiguous) and remembers it if it landed. kConflict carries the current record.
