@@ -387,6 +387,8 @@ def window_metrics(samples, window_start, window_end):
         "store_seconds": delta("leasefs_store_request_seconds_total"),
         "lock_requests": delta("leasefs_lock_requests_total"),
         "lock_busy": delta("leasefs_lock_busy_total"),
+        "lock_holds": delta("leasefs_lock_holds_total"),
+        "lock_hold_grants": delta("leasefs_lock_hold_grants_total"),
         "handoffs": delta("leasefs_handoffs_total"),
         "handoffs_per_s": delta("leasefs_handoffs_total") / span,
         "wasted_handoffs": delta("leasefs_wasted_handoffs_total"),
@@ -448,7 +450,7 @@ def run_config(name, opts, work, dynamo, leasefs, mounts, workers_per_host):
             hosts.append(os.path.join(work, f"{tag}-host{i}"))
             ports.append(free_port())
             mount(leasefs, source, hosts[-1], "--lease-store", store,
-                  "--metrics-addr", f"127.0.0.1:{ports[-1]}")
+                  "--metrics-addr", f"127.0.0.1:{ports[-1]}", *opts["mount_args"])
     db = "app.db"
     create_database(os.path.join(hosts[0], db), opts["journal_mode"])
 
@@ -576,7 +578,7 @@ def print_config(r):
               f"   {'read ms p50/p99/max':<21}{'write ms p50/p99/max':<22}")
     has_metrics = r["mounts"] > 0
     if has_metrics:
-        header += (f"{'store/s':>8}{'busy/s':>8}{'handoffs/s':>11}{'renewals':>9}"
+        header += (f"{'store/s':>8}{'busy/s':>8}{'held/s':>8}{'handoffs/s':>11}{'renewals':>9}"
                    f"{'gap max/p99 s':>15}{'margin s':>9}")
     print(header.rstrip())
     rows = [(f"{'mount ' + str(h['host']) if has_metrics else 'plain'}", h) for h in r["hosts"]]
@@ -591,6 +593,7 @@ def print_config(r):
         if has_metrics and m:
             span = m["span_s"]
             line += (f"{m['store_requests_per_s']:>8.1f}{m['lock_busy'] / span:>8.1f}"
+                     f"{m['lock_holds'] / span:>8.1f}"
                      f"{m['handoffs_per_s']:>11.1f}{m['renewals']:>9.0f}"
                      f"{fmt(m['renewal_gap_max_s'], 2) + '/' + fmt(m['renewal_gap_p99_s'], 2):>15}"
                      f"{fmt(m['lease_margin_min_s'], 2):>9}")
@@ -670,6 +673,9 @@ def main():
     parser.add_argument("--no-baselines", action="store_true",
                         help="skip the plain-directory and one-mount runs (no ratios)")
     parser.add_argument("--json", metavar="OUT", help="write every figure to OUT")
+    parser.add_argument("--mount-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to every `leasefs mount` (repeat for several, e.g. "
+                             "--mount-arg=--lock-hold --mount-arg=0)")
     args = parser.parse_args()
     if args.workers < 1 or args.mounts < 1 or not 0 <= args.write_percent <= 100 \
             or args.seconds <= 0 or args.warmup_seconds < 0:
@@ -681,7 +687,7 @@ def main():
     opts = {"seconds": args.seconds, "warmup_seconds": args.warmup_seconds,
             "write_percent": args.write_percent, "journal_mode": args.journal_mode,
             "synchronous": args.synchronous, "connection_per_request": args.connection_per_request,
-            "sample_ms": args.sample_ms}
+            "sample_ms": args.sample_ms, "mount_args": args.mount_arg}
     total = args.workers * args.mounts
     configs = []
     if not args.no_baselines:

@@ -167,6 +167,11 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
                   "clients whose name cache cannot be refreshed (default 0: NFS and FUSE clients "
                   "are made to look again)")
       ->check(Seconds(0, 3600));
+  command
+      .add_option("--lock-hold", o.lock_hold,
+                  "Seconds a lock request that waits for another host is held in the daemon "
+                  "before SQLite is told busy (default 0.25; 0: busy at once)")
+      ->check(Seconds(0, 60));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command
       .add_option("--metrics-addr", o.metrics_addr,

@@ -97,7 +97,9 @@ struct Locking {
       store = lock::OpenLocalStore(path, clock, error);
     }
     if (!store) return false;
-    host_locks = std::make_unique<lock::HostLocks>(o.source, lease_namespace + "/", nullptr);
+    host_locks = std::make_unique<lock::HostLocks>(
+        o.source, lease_namespace + "/", nullptr, std::chrono::seconds(10),
+        std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lock_hold)));
     lock::LeaseConfig config;
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);

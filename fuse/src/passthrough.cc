@@ -1012,32 +1012,25 @@ class PassthroughImpl final : public Passthrough {
                        int sleep) {
     auto& fs = self(req);
     // The completion may run on another thread, and at most once; an interrupt of a waiting
-    // F_SETLKW asks the lock manager to complete it with EINTR.
-    uint64_t wait_id =
-        fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, fi->fh, *lock, sleep != 0,
-                                  [req](int err) { fuse_reply_err(req, err); });
-    if (wait_id != 0) {
-      fuse_req_interrupt_func(
-          req,
-          [](fuse_req_t, void* data) {
-            auto* entry = static_cast<std::pair<lock::FileLocks*, uint64_t>*>(data);
-            entry->first->cancel_wait(entry->second);
-          },
-          fs.remember_wait(wait_id));
-    }
-  }
-
-  // Interrupt callbacks get a pointer; keep one per waiting request id, for the mount's life.
-  // (Waits are rare: SQLite only uses F_SETLKW when built with SQLITE_ENABLE_SETLK_TIMEOUT.)
-  std::pair<lock::FileLocks*, uint64_t>* remember_wait(uint64_t wait_id) {
-    std::lock_guard<std::mutex> guard(waits_mutex_);
-    waits_.push_back(
-        std::make_unique<std::pair<lock::FileLocks*, uint64_t>>(seams_.locks, wait_id));
-    return waits_.back().get();
+    // request (an F_SETLKW, or an F_SETLK held while another host hands the claim over) asks
+    // the lock manager to complete it with EINTR. The wait id travels as the callback's data
+    // pointer, so nothing is allocated per wait (held requests are many).
+    // Registered first: once set_lock() parks the request, it may complete (and the request be
+    // freed) at any moment.
+    const uint64_t wait_id = fs.next_wait_id_.fetch_add(1) + 1;
+    fuse_req_interrupt_func(
+        req,
+        [](fuse_req_t interrupted, void* data) {
+          self(interrupted).seams_.locks->cancel_wait(reinterpret_cast<uintptr_t>(data));
+        },
+        reinterpret_cast<void*>(static_cast<uintptr_t>(wait_id)));
+    fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, fi->fh, *lock, sleep != 0,
+                              wait_id, [req](int err) { fuse_reply_err(req, err); });
   }
 
   PassthroughConfig config_;
   PassthroughSeams seams_;
+  std::atomic<uint64_t> next_wait_id_{0};  // names lock requests for interrupts (set_lock)
   KernelInvalidator invalidator_;
   InodeTable inodes_;
   dev_t source_device_ = 0;
@@ -1048,9 +1041,7 @@ class PassthroughImpl final : public Passthrough {
   bool sweep_stopping_ = false;
   std::thread sweeper_;
   std::pair<dev_t, ino_t> sweep_cursor_{0, 0};  // used by the sweeper thread only
-  std::mutex waits_mutex_;
-  std::vector<std::unique_ptr<std::pair<lock::FileLocks*, uint64_t>>> waits_;
-  bool caller_umask_ = false;  // set in init, before any request that creates
+  bool caller_umask_ = false;                   // set in init, before any request that creates
   const uid_t daemon_uid_ = geteuid();
   const gid_t daemon_gid_ = getegid();
   // Ids from the time of day in microseconds: no two daemons of a mountpoint share one.

@@ -96,14 +96,26 @@ std::string DatabaseOfJournal(std::string_view name) {
   return {};
 }
 
+// HELD F_SETLK (host_locks.h): may `owner`, holding what it holds in `state` (a database file),
+// wait in the daemon for another host? Not if it holds SHARED without RESERVED while another
+// host demands SHARED as W: that host's writer needs our SHARED to commit, and we might be
+// waiting for its RESERVED. The owner holding RESERVED is the cluster's one writer: everyone
+// else yields to it, so it may always wait.
+bool WaitCouldCloseACycle(const FileLockState& state, uint64_t owner,
+                          const RegionModes& others_want) {
+  if (others_want[static_cast<size_t>(Region::kShared)] != Mode::kWrite) return false;
+  return state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) &&
+         !state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
+}
 }  // namespace
 
 HostLocks::HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
-                     Duration transient_wait)
+                     Duration transient_wait, Duration lock_hold)
     : source_(std::move(source)),
       namespace_(std::move(lease_namespace)),
       invalidator_(invalidator),
-      transient_wait_(transient_wait) {}
+      transient_wait_(transient_wait),
+      lock_hold_(lock_hold) {}
 
 HostLocks::~HostLocks() {
   stop();
@@ -228,7 +240,8 @@ RegionModes HostLocks::use_of(DatabaseLocks& db) const {
 }
 
 int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
-                       const struct flock& request) {
+                       const struct flock& request, Attempt attempt, bool* holdable) {
+  if (holdable) *holdable = false;
   LockRange range;
   if (int err = RangeFromFlock(request, &range)) return err;
   const bool sqlite_range = Overlaps(range, {kPendingByte, kSharedEnd});
@@ -260,32 +273,54 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
         entering[static_cast<size_t>(span.region)] = mode;
       }
     }
-    ClaimResult result = leases_->acquire(fi.lease, use, entering);
-    if (result != ClaimResult::kGranted) return EAGAIN;
+    ClaimResult result = attempt == Attempt::kCached
+                             ? leases_->acquire_cached(fi.lease, use, entering)
+                             : leases_->acquire(fi.lease, use, entering);
+    if (result != ClaimResult::kGranted) {
+      if (holdable && result == ClaimResult::kBusy && fi.kind == FileKind::kDatabase &&
+          Overlaps(range, {kPendingByte, kSharedEnd})) {
+        // Not while another host has the database open in WAL mode (its DMS claim): SQLite
+        // could then only go on to meet that claim at the -shm, where it retries on its own
+        // for ~10 s and gives up with SQLITE_PROTOCOL (WAL across hosts: not yet).
+        *holdable =
+            !WaitCouldCloseACycle(state, owner, leases_->others_want(fi.lease)) &&
+            leases_->others_hold(fi.lease)[static_cast<size_t>(Region::kDms)] == Mode::kNone;
+      }
+      return EAGAIN;
+    }
   }
   state.lock(owner, type, range, pid);
   db.owners_by_handle[handle].insert({key, owner});
   return 0;
 }
 
-uint64_t HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
-                             const struct flock& lock, bool wait, LockCompletion done) {
-  int err = try_set(file, owner, handle, lock);
+void HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
+                         const struct flock& lock, bool wait, uint64_t wait_id,
+                         LockCompletion done) {
+  bool holdable = false;
+  int err = try_set(file, owner, handle, lock, Attempt::kStore, &holdable);
   counters_.setlk++;
-  if (err == EAGAIN) counters_.setlk_busy++;
-  if (err == EAGAIN && wait) counters_.setlkw_waits++;
   if (lock.l_type == F_UNLCK) note_locks_changed();
-  if (err != EAGAIN || !wait) {
+  const bool hold = err == EAGAIN && !wait && holdable && lock_hold_ > Duration::zero();
+  if (err == EAGAIN && !hold) counters_.setlk_busy++;
+  if (err == EAGAIN && wait) counters_.setlkw_waits++;
+  if (hold) counters_.setlk_held++;
+  if (err != EAGAIN || !(wait || hold)) {
     done(err);
-    return 0;
+    return;
   }
-  std::lock_guard<std::mutex> guard(waiters_mutex_);
-  uint64_t id = next_wait_id_++;
-  waiters_.push_back(Waiter{id, file, owner, handle, lock, std::move(done)});
+  std::unique_lock<std::mutex> guard(waiters_mutex_);
+  if (cancelled_early_.erase(wait_id)) {  // interrupted before it could wait
+    guard.unlock();
+    done(EINTR);
+    return;
+  }
+  Waiter waiter{wait_id, file, owner, handle, lock, std::move(done), std::nullopt};
+  if (hold) waiter.held_until = std::chrono::steady_clock::now() + lock_hold_;
+  waiters_.push_back(std::move(waiter));
   // An unlock between try_set() and here saw no waiter and woke no one: retry once regardless.
   locks_changed_ = true;
   waiters_changed_.notify_all();
-  return id;
 }
 
 // Wakes the waiter thread only when someone waits: an unlock is on the hot path of every SQLite
@@ -308,6 +343,12 @@ void HostLocks::cancel_wait(uint64_t wait_id) {
         break;
       }
     }
+    if (!done) {
+      // Not waiting (yet, or any more; or retry_waiters() has it in hand right now): remember
+      // it for set_lock() and for retry_waiters(). Ids only grow, so the oldest go first.
+      cancelled_early_.insert(wait_id);
+      while (cancelled_early_.size() > 256) cancelled_early_.erase(cancelled_early_.begin());
+    }
   }
   if (done) done(EINTR);
 }
@@ -319,27 +360,64 @@ void HostLocks::retry_waiters() {
     pending.swap(waiters_);
   }
   std::vector<Waiter> still_waiting;
+  const auto now = std::chrono::steady_clock::now();
   for (Waiter& w : pending) {
-    int err = try_set(w.file, w.owner, w.handle, w.lock);
-    if (err == EAGAIN) {
+    if (!w.held_until) {  // F_SETLKW: the whole protocol, store included, until granted
+      int err = try_set(w.file, w.owner, w.handle, w.lock);
+      if (err == EAGAIN) {
+        still_waiting.push_back(std::move(w));
+      } else {
+        w.done(err);
+      }
+      continue;
+    }
+    // Held F_SETLK: granted from claims already here, else held on while the wait is still for
+    // another host and the time is not up, else busy after all.
+    bool holdable = false;
+    int err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kCached, &holdable);
+    if (err == EAGAIN && holdable && now < *w.held_until) {
       still_waiting.push_back(std::move(w));
-    } else {
-      w.done(err);
+      continue;
+    }
+    if (err == 0) {
+      counters_.setlk_held_granted++;
+    } else if (err == EAGAIN) {
+      counters_.setlk_busy++;
+    }
+    w.done(err);
+  }
+  std::vector<Waiter> interrupted;
+  {
+    std::lock_guard<std::mutex> guard(waiters_mutex_);
+    // cancel_wait() may have run meanwhile for a waiter we had in hand: it found nothing and
+    // left the id in cancelled_early_.
+    for (Waiter& w : still_waiting) {
+      if (cancelled_early_.erase(w.id)) {
+        interrupted.push_back(std::move(w));
+      } else {
+        waiters_.push_back(std::move(w));
+      }
     }
   }
-  std::lock_guard<std::mutex> guard(waiters_mutex_);
-  // cancel_wait() may have run meanwhile for a waiter we held: it found nothing, so the kernel
-  // still waits for an answer; the waiter stays until its lock or the next interrupt.
-  waiters_.insert(waiters_.end(), std::make_move_iterator(still_waiting.begin()),
-                  std::make_move_iterator(still_waiting.end()));
+  for (Waiter& w : interrupted) w.done(EINTR);
+}
+
+void HostLocks::claims_changed(const std::string& db) {
+  (void)db;  // few requests wait at a time: retry them all
+  note_locks_changed();
 }
 
 void HostLocks::run_background() {
   waiter_thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(waiters_mutex_);
     while (!stopping_) {
-      waiters_changed_.wait_for(lock, std::chrono::milliseconds(10),
-                                [&] { return stopping_ || (locks_changed_ && !waiters_.empty()); });
+      // Every 10 ms (F_SETLKW re-runs the protocol), or when a held request's time is up.
+      auto wake = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+      for (const Waiter& w : waiters_) {
+        if (w.held_until) wake = std::min(wake, *w.held_until);
+      }
+      waiters_changed_.wait_until(
+          lock, wake, [&] { return stopping_ || (locks_changed_ && !waiters_.empty()); });
       if (stopping_) break;
       locks_changed_ = false;
       if (waiters_.empty()) continue;
@@ -576,9 +654,17 @@ void HostLocks::end_write(WriteTicket ticket) {
 }
 
 HostLocks::Counters HostLocks::counters() const {
-  return Counters{counters_.setlk,        counters_.setlk_busy, counters_.setlkw_waits,
-                  counters_.getlk,        counters_.flushes,    counters_.abandoned_transactions,
-                  counters_.fenced_writes};
+  Counters c;
+  c.setlk = counters_.setlk;
+  c.setlk_busy = counters_.setlk_busy;
+  c.setlkw_waits = counters_.setlkw_waits;
+  c.getlk = counters_.getlk;
+  c.flushes = counters_.flushes;
+  c.setlk_held = counters_.setlk_held;
+  c.setlk_held_granted = counters_.setlk_held_granted;
+  c.abandoned_transactions = counters_.abandoned_transactions;
+  c.fenced_writes = counters_.fenced_writes;
+  return c;
 }
 
 HostLocks::KnownDatabase HostLocks::known(const std::string& lease) const {

@@ -200,6 +200,16 @@ struct DatabaseRecord {
     return wanted;
   }
 
+  // The strongest mode any session other than `session` holds, per region.
+  RegionModes others_hold(const std::string& session) const {
+    RegionModes held{};
+    for (const auto& [other, modes] : claims) {
+      if (other == session) continue;
+      for (size_t i = 0; i < kRegionCount; i++) held[i] = std::max(held[i], modes[i]);
+    }
+    return held;
+  }
+
   bool has_others(const std::string& session) const {
     for (const auto& [other, modes] : claims) {
       if (other != session) return true;
@@ -490,6 +500,7 @@ void LeaseManager::rejoin() {
     db.writer = false;
     db.known = Record{};
     db.others_want = RegionModes{};
+    db.others_hold = RegionModes{};
     db.unsettled = false;
     db.handoff_at.reset();
     db.linger = Duration::zero();
@@ -626,6 +637,42 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   return result;
 }
 
+ClaimResult LeaseManager::acquire_cached(const std::string& name, const RegionModes& use,
+                                         const RegionModes& entering) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
+  Database& db = databases_[name];
+  db.last_used = clock_.now();  // a request waits for it: not idle (no idle release, demand stays)
+  db.handoff_at.reset();
+  if (db.busy || db.hot_wait_until || HeldOffByWriter(db.others_want, entering) ||
+      !Covers(db.claims, use)) {
+    return ClaimResult::kBusy;
+  }
+  db.use = use;
+  return ClaimResult::kGranted;
+}
+
+RegionModes LeaseManager::others_want(const std::string& name) const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = databases_.find(name);
+  return it == databases_.end() ? RegionModes{} : it->second.others_want;
+}
+
+bool LeaseManager::note_others(Database& db, const DatabaseRecord& record) {
+  const RegionModes wanted = record.others_want(session_id_);
+  const RegionModes held = record.others_hold(session_id_);
+  const bool changed = wanted != db.others_want || held != db.others_hold;
+  db.others_want = wanted;
+  db.others_hold = held;
+  return changed;
+}
+
+RegionModes LeaseManager::others_hold(const std::string& name) const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = databases_.find(name);
+  return it == databases_.end() ? RegionModes{} : it->second.others_hold;
+}
+
 void LeaseManager::remember(const std::string& name, const Record& record) {
   std::lock_guard<std::mutex> guard(mutex_);
   databases_[name].known = record;
@@ -647,11 +694,14 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
   }
   if (invalidate) listener_.invalidate(name);
   agree_on_hot_journal(name, hot);
-  std::lock_guard<std::mutex> guard(mutex_);
-  Database& db = databases_[name];
-  db.claims = mine;
-  db.last_version = version;
-  db.seen_version = true;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    Database& db = databases_[name];
+    db.claims = mine;
+    db.last_version = version;
+    db.seen_version = true;
+  }
+  listener_.claims_changed(name);
 }
 
 StoreResult LeaseManager::write_record(const std::string& name, uint64_t revision,
@@ -688,6 +738,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
   std::optional<Record> current;  // the record a failed compare-and-set answered with
   for (int attempt = 0; attempt < 16; attempt++) {
     Record seen;
+    bool others_changed = false;
     if (current) {
       seen = std::move(*current);
       current.reset();
@@ -721,8 +772,9 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       }
       db.writer |= UsesDatabaseRegions(use, Mode::kWrite);
       writer_host = db.writer;
-      db.others_want = record.others_want(session_id_);
+      others_changed = note_others(db, record);
     }
+    if (others_changed) listener_.claims_changed(name);
     // A writer host takes PENDING, RESERVED and SHARED as W together when nobody else is on the
     // database (see LeaseConfig::claim_write_set), and asks for them together when someone is.
     const bool whole_write_set =
@@ -855,6 +907,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
     }
     if (invalidate) listener_.invalidate(name);
     if (!agree_on_hot_journal(name, record.hot)) return ClaimResult::kBusy;  // storage_cache_wait
+    listener_.claims_changed(name);  // what this grant added may serve other waiting requests
     // A grant is only as good as the session behind it.
     std::lock_guard<std::mutex> guard(mutex_);
     if (dead_ || clock_.now() >= deadline_) return ClaimResult::kFenced;
@@ -1058,19 +1111,21 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     bool dirty;
     std::string agreed_hot;
     bool abandoned;
+    bool others_changed;
     {
       std::lock_guard<std::mutex> guard(mutex_);
       use = db.use;
       dirty = db.dirty;
       agreed_hot = db.agreed_hot;
       abandoned = db.abandoned;
-      db.others_want = record.others_want(session_id_);
+      others_changed = note_others(db, record);
       if (fresh) db.demand_checked = clock_.now();
       if (competitor) {
         db.competing = true;
         db.competitor_seen = clock_.now();
       }
     }
+    if (others_changed) listener_.claims_changed(name);
     // On demand, the claims another session waits for go if no local process uses them. If
     // they all go, so does every other idle claim: the waiter's SQLite will want PENDING, SHARED
     // and RESERVED in turn, so a turn costs one handoff, not three. If one must stay (in use),

@@ -48,6 +48,8 @@ StatusReport StatusReportOf(const LeaseManager& leases, const HostLocks& locks, 
        {{"setlk", c.setlk},
         {"setlk_busy", c.setlk_busy},
         {"setlkw_waits", c.setlkw_waits},
+        {"setlk_held", c.setlk_held},
+        {"setlk_held_granted", c.setlk_held_granted},
         {"getlk", c.getlk},
         {"flushes", c.flushes},
         {"abandoned_transactions", c.abandoned_transactions},
@@ -88,6 +90,10 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
   metric("lock_requests_total", "counter", "F_SETLK/F_SETLKW requests", c.setlk);
   metric("lock_busy_total", "counter", "Lock requests answered EAGAIN (SQLITE_BUSY)", c.setlk_busy);
   metric("lock_waits_total", "counter", "F_SETLKW requests that had to wait", c.setlkw_waits);
+  metric("lock_holds_total", "counter", "F_SETLK requests held while another host hands over",
+         c.setlk_held);
+  metric("lock_hold_grants_total", "counter", "Held F_SETLK requests granted while held",
+         c.setlk_held_granted);
   metric("lock_tests_total", "counter", "F_GETLK requests", c.getlk);
   metric("abandoned_transactions_total", "counter",
          "Closes that found a write transaction still locked (a writer died)",

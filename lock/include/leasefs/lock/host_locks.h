@@ -36,6 +36,18 @@
 //                   unavailable or fenced -> EAGAIN (SQLite's busy handler retries; EIO here
 //                   would be an I/O error, which corrupts hot-journal handling).
 //   F_SETLK unlock: apply to the table, then report the reduced use (cached claims remain).
+//   HELD F_SETLK:   a lock on a database's SQLite bytes that conflicts only with another host
+//                   (acquire() answered busy: its claim, or its writer's priority) is not answered
+//                   EAGAIN at once. Our demand is in the record, and the holder hands the claim
+//                   over when its processes let go; the request waits for that in the daemon, for
+//                   at most `lock_hold`, and is granted the moment the claim arrives
+//                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry).
+//                   SQLite's busy handler would otherwise sleep 1, 2, 5, 10... ms between
+//                   attempts, whatever the handoff took. It never closes a wait cycle: only
+//                   SQLite's writer (the owner holding RESERVED) may wait while holding a lock
+//                   another host needs; an owner holding just SHARED gets EAGAIN at once when
+//                   another host demands SHARED as W (a writer that needs our SHARED to commit),
+//                   so its SQLite drops SHARED or reports SQLITE_BUSY, as on a local disk.
 //   F_SETLKW:       as F_SETLK, but instead of EAGAIN the request waits, re-tried when local
 //                   locks change and every 10 ms, until granted or cancelled (EINTR).
 //   F_GETLK:        a conflicting local lock, else a conflicting claim of another live host.
@@ -64,6 +76,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -81,8 +94,11 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // `source` is the absolute backing directory; `invalidator` drops kernel caches (fuse/).
   // `transient_wait` bounds how long a write by a process holding no lock waits for the claim
   // it needs (see FENCING).
+  // `lock_hold` bounds how long an F_SETLK waiting for another host is held (HELD F_SETLK);
+  // zero answers EAGAIN at once.
   HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
-            Duration transient_wait = std::chrono::seconds(10));
+            Duration transient_wait = std::chrono::seconds(10),
+            Duration lock_hold = Duration::zero());
   ~HostLocks() override;
 
   // Set before the first request (the manager needs this object as its listener first, and the
@@ -95,8 +111,8 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
 
   // FileLocks
   int test_lock(const FileRef& file, uint64_t owner, struct flock* lock) override;
-  uint64_t set_lock(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
-                    bool wait, LockCompletion done) override;
+  void set_lock(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
+                bool wait, uint64_t wait_id, LockCompletion done) override;
   void cancel_wait(uint64_t wait_id) override;
   void release_owner(const FileRef& file, uint64_t owner) override;
   void release_handle(const FileRef& file, uint64_t handle) override;
@@ -111,9 +127,12 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void flush(const std::string& db) override;
   void invalidate(const std::string& db) override;
   void revalidate(const std::string& db) override;
+  void claims_changed(const std::string& db) override;
 
   struct Counters {
     uint64_t setlk = 0, setlk_busy = 0, setlkw_waits = 0, getlk = 0, flushes = 0;
+    // HELD F_SETLK: requests held for another host, and those of them granted while held.
+    uint64_t setlk_held = 0, setlk_held_granted = 0;
     uint64_t abandoned_transactions = 0, fenced_writes = 0;
   };
   Counters counters() const;
@@ -156,7 +175,12 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     uint64_t owner, handle;
     struct flock lock;
     LockCompletion done;
+    // A held F_SETLK (answered EAGAIN at this time), rather than an F_SETLKW.
+    std::optional<std::chrono::steady_clock::time_point> held_until;
   };
+  // How try_set() may get the claims: kStore through acquire() (store I/O), kCached from the
+  // claims this host holds already (a held request's retries).
+  enum class Attempt { kStore, kCached };
 
   // Resolves the file's path and lease (cached until forget()).
   FileInfo info(const FileRef& file, bool sqlite_locked);
@@ -175,8 +199,10 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   int admit_transient(const std::string& lease, WriteTicket* ticket);
   DatabaseLocks& database(const std::string& name);
   RegionModes use_of(DatabaseLocks& db) const;
-  // One attempt: 0 granted, EAGAIN busy/conflict, or another errno.
-  int try_set(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock);
+  // One attempt: 0 granted, EAGAIN busy/conflict, or another errno. *holdable (if given) is set
+  // when the EAGAIN is a wait for another host that may be held (HELD F_SETLK).
+  int try_set(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
+              Attempt attempt = Attempt::kStore, bool* holdable = nullptr);
   void retry_waiters();
   void note_locks_changed();
 
@@ -184,6 +210,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   const std::string namespace_;
   CacheInvalidator* invalidator_;
   const Duration transient_wait_;
+  const Duration lock_hold_;
   LeaseManager* leases_ = nullptr;
 
   mutable std::mutex mutex_;  // guards the maps below (never held across a lease operation)
@@ -196,13 +223,16 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // Bumped on the lock path: atomics, never a shared mutex.
   struct AtomicCounters {
     std::atomic<uint64_t> setlk{0}, setlk_busy{0}, setlkw_waits{0}, getlk{0}, flushes{0};
+    std::atomic<uint64_t> setlk_held{0}, setlk_held_granted{0};
     std::atomic<uint64_t> abandoned_transactions{0}, fenced_writes{0};
   } counters_;
 
   std::mutex waiters_mutex_;
   std::condition_variable waiters_changed_;
   std::vector<Waiter> waiters_;
-  uint64_t next_wait_id_ = 1;
+  // Interrupts that found no waiting request (it had not parked yet, or had completed): a
+  // request parking later under one of these ids completes with EINTR. The newest few only.
+  std::set<uint64_t> cancelled_early_;
   bool locks_changed_ = false;
   bool stopping_ = false;
   std::thread waiter_thread_;

@@ -216,6 +216,10 @@ class LeaseListener {
   // A writer died inside a transaction (HOT JOURNALS): make this host's view of the storage show
   // every file that exists now, in particular the database's -journal, before a lock is granted.
   virtual void revalidate(const std::string& db) { (void)db; }
+  // This host's claims on the database grew, or what other sessions demand of it changed: a lock
+  // request waiting for another host (acquire_cached) may be granted now, or must give up. Must
+  // not block.
+  virtual void claims_changed(const std::string& db) { (void)db; }
 };
 
 enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
@@ -266,6 +270,17 @@ class LeaseManager {
   // The same, with `entering` taken as whatever `use` adds to the host's current use (exact
   // when one process per host locks the database, as in tests).
   ClaimResult acquire(const std::string& db, const RegionModes& use);
+  // acquire() without store I/O, for a request that already went through acquire() and waits
+  // for another host (LeaseListener::claims_changed says when to try again): kGranted if the
+  // claims this host holds cover `use` and writer priority lets it in, else kBusy (kFenced when
+  // fenced). The background thread keeps polling the record while our demand stands, so claims
+  // handed to this host arrive without a request of its own.
+  ClaimResult acquire_cached(const std::string& db, const RegionModes& use,
+                             const RegionModes& entering);
+  // The strongest mode other sessions demanded of each region in the last record read of `db`,
+  // and the strongest they held.
+  RegionModes others_want(const std::string& db) const;
+  RegionModes others_hold(const std::string& db) const;
   // After locks were dropped: what this host's processes now hold on `db`. Claims beyond it
   // become cached; where another session waits they are yielded promptly. When the last local
   // lock goes while another host is taking turns with this one, waits (up to handoff_wait) for
@@ -322,6 +337,7 @@ class LeaseManager {
     bool demand_pending = false;  // our demand stands in the record: poll it for a handover
     // The strongest mode other sessions demand, per region, in the last record we read.
     RegionModes others_want{};
+    RegionModes others_hold{};  // the strongest mode other sessions hold, per region, likewise
     // The record as of our last read or write of it: a release is first tried as a
     // compare-and-set on it, without reading (a stale copy only costs the conflict).
     Record known;
@@ -386,6 +402,8 @@ class LeaseManager {
   // still lag (storage_cache_wait): the lock must not be granted yet.
   bool agree_on_hot_journal(const std::string& name, const std::string& hot);
   void remember(const std::string& name, const Record& record);
+  // Records what other sessions demand and hold (from a record just read); true if it changed.
+  bool note_others(Database& db, const DatabaseRecord& record);
   // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
   // ambiguous) and remembers it if it landed. kConflict carries the current record.
   StoreResult write_record(const std::string& name, uint64_t revision,

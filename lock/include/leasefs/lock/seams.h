@@ -46,11 +46,14 @@ class FileLocks {
   // F_GETLK: on return *lock describes a conflicting lock, or has l_type = F_UNLCK.
   virtual int test_lock(const FileRef& file, uint64_t owner, struct flock* lock) = 0;
   // F_SETLK (wait = false) and F_SETLKW (wait = true), through the file handle `handle`.
-  // `done` may run before this returns. A waiting request is identified by the returned id
-  // (0 if it completed at once) so that cancel_wait() can end it with EINTR.
-  virtual uint64_t set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
-                            const struct flock& lock, bool wait, LockCompletion done) = 0;
-  // The kernel interrupted a waiting F_SETLKW: complete it with EINTR if it is still waiting.
+  // `done` runs exactly once, maybe before this returns, maybe later on another thread (a wait).
+  // `wait_id` is the caller's unique non-zero name for the request: cancel_wait(wait_id) may come
+  // before, during or after this call (a kernel interrupt races the request).
+  virtual void set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
+                        const struct flock& lock, bool wait, uint64_t wait_id,
+                        LockCompletion done) = 0;
+  // The kernel interrupted the request `wait_id`: complete it with EINTR if it is still
+  // waiting, or when it would start to wait.
   virtual void cancel_wait(uint64_t wait_id) = 0;
   // close(2) of any descriptor of the file by `owner`: POSIX drops all of its locks on the file.
   virtual void release_owner(const FileRef& file, uint64_t owner) = 0;
