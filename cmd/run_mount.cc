@@ -113,6 +113,9 @@ struct Locking {
       // pace near its round trip, and look again only briefly inside a lock call (SQLite's busy
       // handler retries anyway). The local store's defaults poll at memory speed.
       config.poll_interval = std::chrono::milliseconds(5);
+      // While a wait drags on, back off to ~8 reads a second per database (a waiting host must
+      // not cost more than its work: issue 12's bound is 10 requests/s per mount).
+      config.poll_interval_max = std::chrono::milliseconds(125);
       config.busy_retries = 3;
       config.busy_poll = std::chrono::milliseconds(3);
       config.claim_write_set = true;

@@ -383,6 +383,7 @@ void HostLocks::retry_waiters() {
       counters_.setlk_held_granted++;
     } else if (err == EAGAIN) {
       counters_.setlk_busy++;
+      if (spdlog::should_log(spdlog::level::debug)) log_unserved(w, holdable);
     }
     w.done(err);
   }
@@ -400,6 +401,23 @@ void HostLocks::retry_waiters() {
     }
   }
   for (Waiter& w : interrupted) w.done(EINTR);
+}
+
+void HostLocks::log_unserved(const Waiter& w, bool in_time) {
+  auto text = [](const RegionModes& modes) {
+    std::string out;
+    for (size_t i = 0; i < kRegionCount; i++) {
+      if (modes[i] == Mode::kNone) continue;
+      out += std::string(out.empty() ? "" : ",") + RegionName(static_cast<Region>(i)) + ":" +
+             (modes[i] == Mode::kWrite ? "w" : "r");
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  const std::string lease = info(w.file, false).lease;
+  spdlog::debug("held lock request {} {}+{} on {} answered busy ({}): claims {} others want {}",
+                w.lock.l_type == F_WRLCK ? "W" : "R", w.lock.l_start, w.lock.l_len, lease,
+                in_time ? "time up" : "it could close a wait cycle", text(leases_->held(lease)),
+                text(leases_->others_want(lease)));
 }
 
 void HostLocks::claims_changed(const std::string& db) {

@@ -97,6 +97,7 @@ RegionModes ModesFromJson(const json& in) {
 }
 
 constexpr size_t kPendingIndex = static_cast<size_t>(Region::kPending);
+constexpr size_t kReservedIndex = static_cast<size_t>(Region::kReserved);
 
 // Writer priority (see the header): entering PENDING as R while another session waits for it as
 // W must wait.
@@ -358,7 +359,16 @@ bool LeaseManager::start(std::string* error) {
              (r.error.empty() ? "session already exists" : r.error);
     return false;
   }
+  // The change feed, where the store has one: start from now, and wake on every change.
+  std::vector<LeaseStore::Change> ignored;
+  const bool feed = store_.changed_since(&feed_cursor_, &ignored, store_deadline()) &&
+                    store_.watch_changes([this] {
+                      std::lock_guard<std::mutex> guard(mutex_);
+                      store_changed_ = true;
+                      changed_.notify_all();
+                    });
   std::lock_guard<std::mutex> guard(mutex_);
+  change_feed_ = feed;
   session_revision_ = r.record.revision;
   deadline_ = sent + std::chrono::duration_cast<Duration>(config_.lease * (1 - 2 * config_.drift)) -
               config_.margin;
@@ -423,7 +433,7 @@ void LeaseManager::lose_session() {
   dead_ = true;
   next_rejoin_ = clock_.now();
   for (auto& [name, db] : databases_) {
-    db.claims = RegionModes{};
+    set_claims(db, RegionModes{});
     db.demand_pending = false;  // the dead session's demand is nothing to poll for
     db.unsettled = false;
   }
@@ -491,7 +501,7 @@ void LeaseManager::rejoin() {
               config_.margin;
   next_renewal_ = sent + config_.lease / 4;
   for (auto& [name, db] : databases_) {
-    db.claims = RegionModes{};
+    set_claims(db, RegionModes{});
     db.seen_version = false;  // the first claim in the new session drops every cache
     db.dirty = false;
     db.competing = false;
@@ -501,6 +511,7 @@ void LeaseManager::rejoin() {
     db.known = Record{};
     db.others_want = RegionModes{};
     db.others_hold = RegionModes{};
+    db.writer_waits = false;
     db.unsettled = false;
     db.handoff_at.reset();
     db.linger = Duration::zero();
@@ -603,9 +614,9 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     db.agreed_hot = db.pending_hot;
   }
   // A writer elsewhere waits for what we would enter: the store decides (writer priority).
-  const bool writer_waits = HeldOffByWriter(db.others_want, entering);
+  const bool writer_waits = HeldOffByWriter(db.others_want, entering) || turn_is_over(db, entering);
   if (!db.busy && !writer_waits && Covers(db.claims, use)) {
-    db.use = use;
+    grant(db, use, entering);
     return ClaimResult::kGranted;
   }
   // A store operation on this database is in flight (a demand check, a release): wait for it,
@@ -614,9 +625,18 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   // not when the store lets go.
   if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
   if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
-    db.use = use;
+    grant(db, use, entering);
     unlock_database(db);
     return ClaimResult::kGranted;
+  }
+  // A long wait (the polls have backed off): our demand stands and the background thread read
+  // the record within its current poll period, so a claim handed to us would be here. Answer
+  // from that instead of another read: SQLite retries a waiting lock several times a second,
+  // and each read is billed.
+  if (db.demand_pending && !db.unsettled && db.poll_backoff > config_.poll_interval &&
+      clock_.now() - db.demand_checked < db.poll_backoff) {
+    unlock_database(db);
+    return ClaimResult::kBusy;
   }
   lock.unlock();
   bool held_off = false;
@@ -627,7 +647,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     result = acquire_from_store(name, use, entering, &held_off);
   }
   lock.lock();
-  if (result == ClaimResult::kGranted) db.use = use;
+  if (result == ClaimResult::kGranted) grant(db, use, entering);
   if (db.competing) {
     // Demand to poll for a hand-over, or claims others may want: the background thread must
     // look at this database within poll_interval, whenever it last planned to wake.
@@ -645,10 +665,10 @@ ClaimResult LeaseManager::acquire_cached(const std::string& name, const RegionMo
   db.last_used = clock_.now();  // a request waits for it: not idle (no idle release, demand stays)
   db.handoff_at.reset();
   if (db.busy || db.hot_wait_until || HeldOffByWriter(db.others_want, entering) ||
-      !Covers(db.claims, use)) {
+      turn_is_over(db, entering) || !Covers(db.claims, use)) {
     return ClaimResult::kBusy;
   }
-  db.use = use;
+  grant(db, use, entering);
   return ClaimResult::kGranted;
 }
 
@@ -687,7 +707,7 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
     const bool gains = !Covers(db.claims, mine);
     invalidate = gains && (!db.seen_version || db.last_version != version);
     if (!gains) {
-      db.claims = mine;
+      set_claims(db, mine);
       return;
     }
     if (invalidate) stats_.invalidations++;
@@ -697,7 +717,7 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
   {
     std::lock_guard<std::mutex> guard(mutex_);
     Database& db = databases_[name];
-    db.claims = mine;
+    set_claims(db, mine);
     db.last_version = version;
     db.seen_version = true;
   }
@@ -829,6 +849,15 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         }
       }
     }
+    // Fair turns (see the header): our turn with RESERVED is over and another host waits for
+    // it; no new local writer enters until it has had its turn.
+    if (!live_conflict) {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (turn_is_over(databases_[name], entering)) {
+        live_conflict = true;
+        *held_off = true;
+      }
+    }
     const bool others = record.has_others(session_id_);
     const bool competitor = others || is_competitor(record.by);
 
@@ -865,6 +894,8 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       db.competing = true;
       db.competitor_seen = db.demand_checked = clock_.now();
       db.demand_pending = true;
+      if (changed) db.poll_backoff = Duration::zero();  // a new demand: the turn may come soon
+      if (use[kReservedIndex] == Mode::kWrite) db.writer_waits = true;
       return ClaimResult::kBusy;
     }
 
@@ -894,7 +925,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       std::lock_guard<std::mutex> guard(mutex_);
       Database& db = databases_[name];
       invalidate = !db.seen_version || db.last_version != record.version;
-      db.claims = mine;
+      set_claims(db, mine);
       db.last_version = record.version;
       db.seen_version = true;
       db.demand_checked = clock_.now();
@@ -1096,8 +1127,14 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     if (!DatabaseRecord::Parse(seen.body, &record)) break;
     if (fresh) {
       if (record_lost(name, seen, record)) break;
-      remember(name, seen);
       std::lock_guard<std::mutex> guard(mutex_);
+      // A poll that finds the record as it was waits longer before the next (up to
+      // poll_interval_max); any change brings the pace back (see LeaseConfig).
+      const bool unchanged = seen.revision == db.known.revision;
+      db.poll_backoff = unchanged && reason == Release::kDemand
+                            ? std::min<Duration>(2 * poll_period(db), config_.poll_interval_max)
+                            : Duration::zero();
+      db.known = seen;
       db.unsettled = false;  // what this read shows is adopted or released below
     }
     RegionModes mine = record.mine(session_id_);
@@ -1159,6 +1196,14 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
         for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::min(keep[i], use[i]);
       }
     }
+    // A RESERVED claim handed to us for a writer that has not used it yet stays ours for a
+    // while (FAIR TURNS): its SQLite may be asleep in the busy handler.
+    bool reserved_kept;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      reserved_kept = reason != Release::kAll && turn_reserved(db);
+    }
+    if (reserved_kept) keep[kReservedIndex] = mine[kReservedIndex];
     // Nobody here uses the database any more: a demand of ours still standing is stale.
     const bool withdraw =
         reason == Release::kAll && !AnyHeld(use) && record.demand.count(session_id_) > 0;
@@ -1202,12 +1247,14 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       // stop believing in what we tried to give up. Believing in less is always safe; a later
       // read gives back whatever did not go.
       std::lock_guard<std::mutex> guard(mutex_);
-      for (size_t i = 0; i < kRegionCount; i++) db.claims[i] = std::min(db.claims[i], keep[i]);
+      RegionModes believed = db.claims;
+      for (size_t i = 0; i < kRegionCount; i++) believed[i] = std::min(believed[i], keep[i]);
+      set_claims(db, believed);
       db.unsettled = true;
       break;
     }
     std::lock_guard<std::mutex> guard(mutex_);
-    db.claims = keep;
+    set_claims(db, keep);
     db.demand_pending = record.demand.count(session_id_) > 0;
     if (dropping_write) {
       db.last_version = record.version;
@@ -1231,6 +1278,73 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
   db.releases++;
   unlock_database(db);
   return ok;
+}
+
+void LeaseManager::read_change_feed() {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (!change_feed_ || !store_changed_) return;
+    store_changed_ = false;
+  }
+  std::vector<LeaseStore::Change> changes;
+  const TimePoint started = clock_.now();
+  const bool ok = store_.changed_since(&feed_cursor_, &changes, store_deadline());
+  std::lock_guard<std::mutex> guard(mutex_);
+  stats_.feed_reads++;
+  stats_.store_latency_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - started).count());
+  if (!ok) {
+    stats_.store_errors++;
+    return;  // the safety poll carries on
+  }
+  static const std::string kPrefix = DatabaseKey("");
+  for (const LeaseStore::Change& change : changes) {
+    if (change.key.compare(0, kPrefix.size(), kPrefix) != 0) continue;
+    auto it = databases_.find(change.key.substr(kPrefix.size()));
+    if (it == databases_.end()) continue;
+    Database& db = it->second;
+    // Judged by claims_step() once no store operation of ours is in flight on it: the feed
+    // may report our own write before that write has returned and been remembered.
+    db.feed_revision = std::max(db.feed_revision, change.revision);
+  }
+}
+
+void LeaseManager::set_claims(Database& db, const RegionModes& claims) {
+  if (claims[kReservedIndex] != Mode::kWrite) {
+    db.reserved_gained.reset();
+    db.turn_started.reset();
+  } else if (db.claims[kReservedIndex] != Mode::kWrite) {
+    // Kept for a writer only if one of ours asked for it (not a claim found again in the
+    // record after an unsettled write, say).
+    if (db.writer_waits) db.reserved_gained = clock_.now();
+    db.turn_started.reset();
+  }
+  db.claims = claims;
+}
+
+void LeaseManager::grant(Database& db, const RegionModes& use, const RegionModes& entering) {
+  db.use = use;
+  if (entering[kReservedIndex] == Mode::kWrite) {
+    db.writer_waits = false;
+    if (!db.turn_started) db.turn_started = clock_.now();
+  }
+}
+
+bool LeaseManager::turn_is_over(const Database& db, const RegionModes& entering) const {
+  return entering[kReservedIndex] == Mode::kWrite &&
+         db.others_want[kReservedIndex] == Mode::kWrite && db.turn_started &&
+         clock_.now() - *db.turn_started >= config_.turn_quantum;
+}
+
+bool LeaseManager::turn_reserved(const Database& db) const {
+  return db.reserved_gained && !db.turn_started &&
+         clock_.now() - *db.reserved_gained < config_.turn_reserve;
+}
+
+Duration LeaseManager::poll_period(const Database& db) const {
+  // With a change feed, polling is only a safety net (a writer that does not feed it).
+  if (change_feed_) return std::max(config_.feed_poll_interval, config_.poll_interval);
+  return std::max(db.poll_backoff, config_.poll_interval);
 }
 
 TimePoint LeaseManager::tick() {
@@ -1267,6 +1381,7 @@ TimePoint LeaseManager::claims_step() {
   };
   std::vector<Work> work;
   TimePoint next;
+  read_change_feed();
   {
     std::lock_guard<std::mutex> guard(mutex_);
     now = clock_.now();
@@ -1292,6 +1407,18 @@ TimePoint LeaseManager::claims_step() {
       }
       if (db.competing && now - db.competitor_seen > config_.competition_memory)
         db.competing = false;
+      // The change feed shows a revision we have not seen (another host wrote the record): look
+      // now, where we hold claims (someone may want them) or wait for some.
+      const bool changed_elsewhere = db.feed_revision > db.known.revision;
+      db.feed_revision = 0;
+      if (changed_elsewhere) {
+        work.push_back({name, Release::kDemand});
+        db.demand_checked = now;
+        db.competing = true;
+        db.competitor_seen = now;
+        next = std::min(next, now + poll_period(db));
+        continue;
+      }
       const bool idle = !AnyHeld(db.use);
       const bool cached_beyond_use = !Covers(db.use, db.claims);
       if (idle && now - db.last_used >= config_.idle_release) {
@@ -1308,8 +1435,15 @@ TimePoint LeaseManager::claims_step() {
         // anyway, only a reader held up by our cached W is worth a look, so look rarely.
         const bool handoff_coming = config_.eager_handoff && AnyHeld(db.use) &&
                                     AnyWrite(db.claims) && db.linger == Duration::zero();
-        const Duration poll = handoff_coming ? 10 * config_.poll_interval : config_.poll_interval;
-        if ((woken && !handoff_coming && db.linger == Duration::zero()) ||
+        // What others wait for (as last read) and local use no longer needs: yield it now.
+        bool owed = false;
+        for (size_t i = 0; i < kRegionCount; i++) {
+          if (i == kReservedIndex && turn_reserved(db)) continue;
+          owed = owed || (Conflicts(db.claims[i], db.others_want[i]) &&
+                          !Conflicts(db.use[i], db.others_want[i]));
+        }
+        const Duration poll = handoff_coming ? 10 * poll_period(db) : poll_period(db);
+        if ((woken && (owed || (!handoff_coming && db.linger == Duration::zero()))) ||
             now - db.demand_checked >= poll) {
           work.push_back({name, Release::kDemand});
           db.demand_checked = now;
@@ -1321,7 +1455,7 @@ TimePoint LeaseManager::claims_step() {
         db.demand_checked = now;
         next = std::min(next, now + config_.demand_check_interval);
       } else {
-        next = std::min(next, db.competing ? now + config_.poll_interval
+        next = std::min(next, db.competing ? now + poll_period(db)
                                            : db.demand_checked + config_.demand_check_interval);
       }
       if (db.handoff_at) next = std::min(next, *db.handoff_at);
@@ -1361,11 +1495,11 @@ void LeaseManager::run_background() {
       // Real time only here: the background thread sleeps on the steady clock until the next
       // step the (possibly injected) clock says is due, or until set_use() asks for a yield.
       auto wait = std::max<Duration>(next - clock_.now(), Duration::zero());
-      bool yield_pending = wake_background_;
+      bool yield_pending = wake_background_ || store_changed_;
       for (auto& [name, db] : databases_) yield_pending |= db.yield_now;
       if (!yield_pending) {
         changed_.wait_for(lock, wait, [&] {
-          if (stopping_ || wake_background_) return true;
+          if (stopping_ || wake_background_ || store_changed_) return true;
           for (auto& [name, db] : databases_) {
             if (db.yield_now) return true;
           }
@@ -1377,6 +1511,7 @@ void LeaseManager::run_background() {
 }
 
 void LeaseManager::stop() {
+  store_.watch_changes(nullptr);  // no callback into this object from now on
   {
     std::lock_guard<std::mutex> guard(mutex_);
     if (stopping_) return;

@@ -843,11 +843,14 @@ TEST_F(LeaseManagerTest, HandedClaimsReleasedUnusedStillInvalidateLater) {
   a.manager->set_use("app.db", kNothing);
   clock_.advance(milliseconds(1));
   a.manager->tick();  // A yields: B's demand is handed over, version bumped
-  // A wants it back before B has looked; B's background poll finds the handed claim unused
-  // and A waiting, and releases it.
+  // A wants it back before B has looked. B's background poll finds the handed claim and keeps
+  // it for its writer for turn_reserve (FAIR TURNS); then, still unused and A waiting, it goes.
   EXPECT_EQ(a.manager->acquire("app.db", kReserved), ClaimResult::kBusy);
   const int b_invalidations = b.listener.invalidations["app.db"];
   clock_.advance(milliseconds(1));
+  b.manager->tick();
+  EXPECT_EQ(ClaimInStore(b, Region::kReserved), Mode::kWrite) << "kept for B's writer";
+  clock_.advance(LeaseConfig{}.turn_reserve);
   b.manager->tick();
   EXPECT_EQ(b.manager->held("app.db"), kNothing);
   EXPECT_EQ(b.listener.invalidations["app.db"], b_invalidations + 1)
@@ -939,6 +942,70 @@ TEST_F(LeaseManagerTest, YieldHandedToAWaiterIsNotWasted) {
   EXPECT_EQ(a.store.requests(), a_requests + 1) << "one read: the claims are A's already";
   EXPECT_EQ(b.manager->acquire("app.db", kReserved), ClaimResult::kBusy);  // B judges its yield
   EXPECT_EQ(b.manager->stats().wasted_handoffs, 0u);
+}
+
+// FAIR TURNS: a host whose local writers pass RESERVED between themselves would keep it for
+// ever (the cluster never sees it idle). Once its turn has lasted turn_quantum and another host
+// waits, a new local writer is refused, the claim drains and passes; the host that receives it
+// admits its own writer at once even though the first host now waits in turn.
+TEST_F(LeaseManagerTest, WritersOnOneHostDoNotKeepReservedFromAnother) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  const RegionModes writer_enters = Use({{Region::kReserved, Mode::kWrite}});
+  ASSERT_EQ(a.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kGranted);
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
+  clock_.advance(seconds(3));  // A looks for demand (L/4): B's writer waits; A's is still in
+  a.manager->tick();
+  ASSERT_EQ(ClaimInStore(a, Region::kReserved), Mode::kWrite);
+  // A's first writer leaves and a second one arrives: A's turn is over, so it must wait.
+  a.manager->set_use("app.db", kShared);
+  EXPECT_EQ(a.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();  // RESERVED is idle here and wanted there: yielded, handed to B
+  EXPECT_NE(ClaimInStore(a, Region::kReserved), Mode::kWrite);
+  // B's writer, trying again, gets its turn although A's writer now waits for RESERVED too.
+  clock_.advance(milliseconds(1));
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kGranted);
+  // And B's next writer after B's quantum is refused in turn: A waits.
+  b.manager->set_use("app.db", kShared);
+  clock_.advance(LeaseConfig{}.turn_quantum);
+  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
+}
+
+// A waiting host that polls for a handover backs off while nothing changes (LeaseConfig::
+// poll_interval_max), so a long wait costs a few requests a second, not one per poll_interval.
+TEST_F(LeaseManagerTest, PollingWhileWaitingBacksOff) {
+  LeaseConfig config;
+  config.poll_interval = milliseconds(5);
+  config.poll_interval_max = milliseconds(125);
+  Host& a = AddHost("a", config);
+  Host& b = AddHost("b", config);
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);  // held for long
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  const uint64_t before = b.store.requests();
+  const uint64_t renewals_before = b.manager->stats().renewals;
+  for (int step = 1; step <= 10000; step++) {  // 10 s in 1 ms steps
+    clock_.advance(milliseconds(1));
+    // B's SQLite tries again now and then (a held request expires, the busy handler sleeps).
+    if (step % 350 == 0) {
+      EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+    }
+    b.manager->tick();
+  }
+  const uint64_t renewals = b.manager->stats().renewals - renewals_before;
+  const uint64_t polls = b.store.requests() - before - renewals;
+  EXPECT_LE(polls, 10u * 10) << "at most ~10 requests a second while waiting";
+  EXPECT_GE(polls, 10u * 5) << "but still looking";
+  // A change brings the pace back: A's writer ends, the claims are handed over, B sees it.
+  a.manager->mark_dirty("app.db");
+  a.manager->set_use("app.db", kNothing);
+  clock_.advance(milliseconds(1));
+  a.manager->tick();
+  for (int step = 0; step < 130; step++) {
+    clock_.advance(milliseconds(1));
+    b.manager->tick();
+  }
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
 }
 
 TEST_F(LeaseManagerTest, CleanStopReleasesEverything) {

@@ -204,6 +204,8 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   int try_set(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
               Attempt attempt = Attempt::kStore, bool* holdable = nullptr);
   void retry_waiters();
+  // Debug log: a held request answered busy after all, and what the claims looked like.
+  void log_unserved(const Waiter& w, bool in_time);
   void note_locks_changed();
 
   const std::string source_;

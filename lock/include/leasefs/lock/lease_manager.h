@@ -81,6 +81,16 @@
 //   transaction, is never refused, so the rule closes no wait cycle. (RESERVED gets no such
 //   rule: two writers each waiting for the other's demand to be served would hold each other
 //   off, and a claim handed to one would be refused to it because of the other's demand.)
+//   FAIR TURNS. Writer priority alone lets the host that holds RESERVED keep it for ever: its
+//   own writers pass it between them without the cluster seeing. So a host's turn with RESERVED
+//   as W starts when it gains the claim and lasts turn_quantum; after that, while another live
+//   session demands RESERVED as W, no local process newly enters RESERVED (refused kBusy, and
+//   the caller holds the request). The writer inside finishes, the claim drains and is yielded
+//   and handed over, and the next host's turn starts. A turn starts when a local writer first
+//   enters RESERVED after the host gained the claim, and a claim gained that way is kept for
+//   that writer (turn_reserve) even while unused and demanded elsewhere; so two hosts that both
+//   wait cannot refuse each other for ever (the objection to a plain RESERVED rule below), and
+//   every host gets at least one transaction per turn.
 //   Every demand write also hands whatever no claim holds to the sessions waiting for it
 //   (writers first), so a free region never waits behind a demand nobody else would serve: the
 //   waiter that gets it and no longer needs it yields it at the next demand. The host learns of
@@ -175,6 +185,13 @@ struct LeaseConfig {
   Duration margin = std::chrono::milliseconds(500);  // subtracted from every deadline
   Duration idle_release = std::chrono::seconds(1);   // cached idle claims are released after this
   Duration poll_interval = std::chrono::milliseconds(1);  // demand polling while competing
+  // Polls that find the record unchanged double the interval up to this (cost while waiting
+  // long); any change, or a new demand of ours, brings it back to poll_interval. Not above
+  // poll_interval: no backoff.
+  Duration poll_interval_max = Duration::zero();
+  // With a store that has a change feed (LeaseStore::watch_changes: the local store), records
+  // are read when the feed says they changed; polling is only a safety net, this often.
+  Duration feed_poll_interval = std::chrono::milliseconds(50);
   // On a conflict, look again this many times, busy_poll apart, before answering kBusy: a holder
   // that yields promptly is caught inside the request instead of after SQLite's busy backoff
   // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock.
@@ -186,6 +203,13 @@ struct LeaseConfig {
   // never per transaction. Zero means lease / 4, the renewal cadence.
   Duration demand_check_interval = Duration::zero();
   Duration store_timeout = std::chrono::seconds(2);  // bound of one store operation
+  // Fair turns: once this host has held RESERVED as W this long, no new local writer enters it
+  // while another host waits for it, so the claim drains and passes (see FAIR TURNS).
+  Duration turn_quantum = std::chrono::milliseconds(25);
+  // A RESERVED claim this host gained (handed over for its waiting writer) is kept this long
+  // for that writer, even unused and demanded elsewhere: its SQLite may be asleep in the busy
+  // handler (up to 100 ms a sleep) and would otherwise find it gone again when it wakes.
+  Duration turn_reserve = std::chrono::milliseconds(250);
   // A host that writes a database and finds no other host on it claims PENDING, RESERVED and
   // SHARED as W in one store write, instead of one round trip per SQLite lock step. Worth it
   // where a round trip costs milliseconds (DynamoDB); with the local store the extra handoffs it
@@ -226,6 +250,7 @@ enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
 
 struct LeaseStats {
   uint64_t store_requests = 0;
+  uint64_t feed_reads = 0;       // change-feed queries (LeaseStore::changed_since; local, cheap)
   uint64_t handoffs = 0;         // claims yielded: to demand, or eagerly while competing
   uint64_t wasted_handoffs = 0;  // eager yields nobody took before this host claimed again
   uint64_t idle_releases = 0;    // claims released after idle_release
@@ -335,6 +360,8 @@ class LeaseManager {
     bool yield_now = false;       // local use dropped while competing: poll at once
     bool writer = false;          // this host has taken a write lock on it: claim the write set
     bool demand_pending = false;  // our demand stands in the record: poll it for a handover
+    uint64_t feed_revision = 0;   // the latest revision the change feed reported, 0: none new
+    Duration poll_backoff{};      // the current poll period (see poll_interval_max)
     // The strongest mode other sessions demand, per region, in the last record we read.
     RegionModes others_want{};
     RegionModes others_hold{};  // the strongest mode other sessions hold, per region, likewise
@@ -358,6 +385,11 @@ class LeaseManager {
     // A mark being waited out (LeaseConfig::storage_cache_wait): no lock is granted before.
     std::string pending_hot;
     std::optional<TimePoint> hot_wait_until;
+    // FAIR TURNS: when this host last gained RESERVED as W, and when a local writer first
+    // entered it since (the turn); unset while it does not hold it.
+    std::optional<TimePoint> reserved_gained;
+    bool writer_waits = false;  // a local writer was refused RESERVED and has not entered since
+    std::optional<TimePoint> turn_started;
     // A local process died inside a write transaction (relinquish): the release of its W claims
     // must mark the record hot, whichever release writes it.
     bool abandoned = false;
@@ -402,6 +434,19 @@ class LeaseManager {
   // still lag (storage_cache_wait): the lock must not be granted yet.
   bool agree_on_hot_journal(const std::string& name, const std::string& hot);
   void remember(const std::string& name, const Record& record);
+  // The change feed said records changed (LeaseStore::watch_changes): marks the databases whose
+  // records another host wrote, for claims_step() to read. Called with mutex_ released.
+  void read_change_feed();
+  // How often a competing database's record is read.
+  Duration poll_period(const Database& db) const;
+  // Every change of db.claims goes through here (it starts and ends turns: FAIR TURNS).
+  void set_claims(Database& db, const RegionModes& claims);
+  // A lock was granted: records the use, and starts our turn if a writer enters RESERVED.
+  void grant(Database& db, const RegionModes& use, const RegionModes& entering);
+  // A local writer entering RESERVED must wait: our turn is over and another host waits.
+  bool turn_is_over(const Database& db, const RegionModes& entering) const;
+  // RESERVED was gained for a writer that has not entered yet: keep it (turn_reserve).
+  bool turn_reserved(const Database& db) const;
   // Records what other sessions demand and hold (from a record just read); true if it changed.
   bool note_others(Database& db, const DatabaseRecord& record);
   // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
@@ -448,6 +493,9 @@ class LeaseManager {
   // acquire() saw competition the background thread may not know of yet (it may be asleep
   // until the next renewal): look at every database now.
   bool wake_background_ = false;
+  bool change_feed_ = false;    // the store notifies changes (start())
+  bool store_changed_ = false;  // set by the store's notification, cleared by read_change_feed()
+  uint64_t feed_cursor_ = 0;    // LeaseStore::changed_since; used by the claims thread only
   bool background_running_ = false;         // run_background() was called: set_use may wait for it
   std::thread background_;                  // claims_step()
   std::thread renewer_;                     // session_step()
