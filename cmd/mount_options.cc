@@ -170,7 +170,7 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
   command
       .add_option("--lock-hold", o.lock_hold,
                   "Seconds a lock request that waits for another host is held in the daemon "
-                  "before SQLite is told busy (default 0.25; 0: busy at once)")
+                  "before SQLite is told busy (default 0: busy at once)")
       ->check(Seconds(0, 60));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command

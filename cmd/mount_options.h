@@ -40,7 +40,7 @@ struct MountOptions {
   std::string lease_namespace;  // default: SOURCE's path (local) or its volume id (dynamodb)
   double lease_duration = 10;
   double storage_cache_wait = 0;  // LeaseConfig::storage_cache_wait
-  double lock_hold = 0.25;        // HostLocks' lock_hold (HELD F_SETLK)
+  double lock_hold = 0;           // HostLocks' lock_hold (HELD F_SETLK)
   // Accepted now, implemented by later work; CheckMountRequest rejects it "not yet supported".
   std::string replica;
   std::string metrics_addr;

@@ -97,15 +97,16 @@ std::string DatabaseOfJournal(std::string_view name) {
 }
 
 // HELD F_SETLK (host_locks.h): may `owner`, holding what it holds in `state` (a database file),
-// wait in the daemon for another host? Not if it holds SHARED without RESERVED while another
-// host demands SHARED as W: that host's writer needs our SHARED to commit, and we might be
-// waiting for its RESERVED. The owner holding RESERVED is the cluster's one writer: everyone
-// else yields to it, so it may always wait.
-bool WaitCouldCloseACycle(const FileLockState& state, uint64_t owner,
-                          const RegionModes& others_want) {
-  if (others_want[static_cast<size_t>(Region::kShared)] != Mode::kWrite) return false;
-  return state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) &&
-         !state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
+// wait in the daemon for another host? Not while it holds SHARED without RESERVED (a read
+// transaction upgrading to write): the host that holds RESERVED is in a write transaction whose
+// commit needs our SHARED gone, so the wait could only end when that writer gives up, and it
+// holds that writer up meanwhile. SQLite on one disk answers such an upgrade SQLITE_BUSY at once
+// (the reader rolls back, or BEGIN IMMEDIATE starts again from nothing), and so do we. An owner
+// holding nothing (a transaction starting) or holding RESERVED (the cluster's one writer, whom
+// everyone else yields to) may wait.
+bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
+  return !state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) ||
+         state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
 }
 }  // namespace
 
@@ -283,7 +284,7 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
         // could then only go on to meet that claim at the -shm, where it retries on its own
         // for ~10 s and gives up with SQLITE_PROTOCOL (WAL across hosts: not yet).
         *holdable =
-            !WaitCouldCloseACycle(state, owner, leases_->others_want(fi.lease)) &&
+            MayWaitForAnotherHost(state, owner) &&
             leases_->others_hold(fi.lease)[static_cast<size_t>(Region::kDms)] == Mode::kNone;
       }
       return EAGAIN;
@@ -383,7 +384,7 @@ void HostLocks::retry_waiters() {
       counters_.setlk_held_granted++;
     } else if (err == EAGAIN) {
       counters_.setlk_busy++;
-      if (spdlog::should_log(spdlog::level::debug)) log_unserved(w, holdable);
+      if (spdlog::should_log(spdlog::level::debug)) log_unserved(w);
     }
     w.done(err);
   }
@@ -403,7 +404,7 @@ void HostLocks::retry_waiters() {
   for (Waiter& w : interrupted) w.done(EINTR);
 }
 
-void HostLocks::log_unserved(const Waiter& w, bool in_time) {
+void HostLocks::log_unserved(const Waiter& w) {
   auto text = [](const RegionModes& modes) {
     std::string out;
     for (size_t i = 0; i < kRegionCount; i++) {
@@ -414,10 +415,9 @@ void HostLocks::log_unserved(const Waiter& w, bool in_time) {
     return out.empty() ? std::string("-") : out;
   };
   const std::string lease = info(w.file, false).lease;
-  spdlog::debug("held lock request {} {}+{} on {} answered busy ({}): claims {} others want {}",
+  spdlog::debug("held lock request {} {}+{} on {} answered busy: claims {} others want {}",
                 w.lock.l_type == F_WRLCK ? "W" : "R", w.lock.l_start, w.lock.l_len, lease,
-                in_time ? "time up" : "it could close a wait cycle", text(leases_->held(lease)),
-                text(leases_->others_want(lease)));
+                text(leases_->held(lease)), text(leases_->others_want(lease)));
 }
 
 void HostLocks::claims_changed(const std::string& db) {

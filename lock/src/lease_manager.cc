@@ -359,16 +359,7 @@ bool LeaseManager::start(std::string* error) {
              (r.error.empty() ? "session already exists" : r.error);
     return false;
   }
-  // The change feed, where the store has one: start from now, and wake on every change.
-  std::vector<LeaseStore::Change> ignored;
-  const bool feed = store_.changed_since(&feed_cursor_, &ignored, store_deadline()) &&
-                    store_.watch_changes([this] {
-                      std::lock_guard<std::mutex> guard(mutex_);
-                      store_changed_ = true;
-                      changed_.notify_all();
-                    });
   std::lock_guard<std::mutex> guard(mutex_);
-  change_feed_ = feed;
   session_revision_ = r.record.revision;
   deadline_ = sent + std::chrono::duration_cast<Duration>(config_.lease * (1 - 2 * config_.drift)) -
               config_.margin;
@@ -684,6 +675,13 @@ bool LeaseManager::note_others(Database& db, const DatabaseRecord& record) {
   const bool changed = wanted != db.others_want || held != db.others_hold;
   db.others_want = wanted;
   db.others_hold = held;
+  if (changed) {
+    // Whoever read it (a lock request, too), the claims' thread decides at once whether we now
+    // owe another host a claim no local process uses, instead of at its next poll.
+    db.owed_check = true;
+    wake_background_ = true;
+    changed_.notify_all();
+  }
   return changed;
 }
 
@@ -1280,35 +1278,6 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
   return ok;
 }
 
-void LeaseManager::read_change_feed() {
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    if (!change_feed_ || !store_changed_) return;
-    store_changed_ = false;
-  }
-  std::vector<LeaseStore::Change> changes;
-  const TimePoint started = clock_.now();
-  const bool ok = store_.changed_since(&feed_cursor_, &changes, store_deadline());
-  std::lock_guard<std::mutex> guard(mutex_);
-  stats_.feed_reads++;
-  stats_.store_latency_ns += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - started).count());
-  if (!ok) {
-    stats_.store_errors++;
-    return;  // the safety poll carries on
-  }
-  static const std::string kPrefix = DatabaseKey("");
-  for (const LeaseStore::Change& change : changes) {
-    if (change.key.compare(0, kPrefix.size(), kPrefix) != 0) continue;
-    auto it = databases_.find(change.key.substr(kPrefix.size()));
-    if (it == databases_.end()) continue;
-    Database& db = it->second;
-    // Judged by claims_step() once no store operation of ours is in flight on it: the feed
-    // may report our own write before that write has returned and been remembered.
-    db.feed_revision = std::max(db.feed_revision, change.revision);
-  }
-}
-
 void LeaseManager::set_claims(Database& db, const RegionModes& claims) {
   if (claims[kReservedIndex] != Mode::kWrite) {
     db.reserved_gained.reset();
@@ -1331,19 +1300,19 @@ void LeaseManager::grant(Database& db, const RegionModes& use, const RegionModes
 }
 
 bool LeaseManager::turn_is_over(const Database& db, const RegionModes& entering) const {
+  if (config_.turn_quantum == Duration::zero()) return false;  // fair turns off
   return entering[kReservedIndex] == Mode::kWrite &&
          db.others_want[kReservedIndex] == Mode::kWrite && db.turn_started &&
          clock_.now() - *db.turn_started >= config_.turn_quantum;
 }
 
 bool LeaseManager::turn_reserved(const Database& db) const {
+  if (config_.turn_quantum == Duration::zero()) return false;
   return db.reserved_gained && !db.turn_started &&
          clock_.now() - *db.reserved_gained < config_.turn_reserve;
 }
 
 Duration LeaseManager::poll_period(const Database& db) const {
-  // With a change feed, polling is only a safety net (a writer that does not feed it).
-  if (change_feed_) return std::max(config_.feed_poll_interval, config_.poll_interval);
   return std::max(db.poll_backoff, config_.poll_interval);
 }
 
@@ -1381,7 +1350,6 @@ TimePoint LeaseManager::claims_step() {
   };
   std::vector<Work> work;
   TimePoint next;
-  read_change_feed();
   {
     std::lock_guard<std::mutex> guard(mutex_);
     now = clock_.now();
@@ -1390,8 +1358,10 @@ TimePoint LeaseManager::claims_step() {
     next = now + config_.lease / 4;
     wake_background_ = false;  // this visit plans for every database
     for (auto& [name, db] : databases_) {
-      const bool woken = db.yield_now;  // a local lock went while competing
-      db.yield_now = false;             // this visit is the wakeup it asked for
+      const bool woken = db.yield_now;        // a local lock went while competing
+      db.yield_now = false;                   // this visit is the wakeup it asked for
+      const bool owed_check = db.owed_check;  // what others want changed (note_others)
+      db.owed_check = false;
       if (!AnyHeld(db.claims) && !db.demand_pending && !db.unsettled) continue;
       if (db.busy) {  // a store operation is in flight: look again soon, not at the next renewal
         next = std::min(next, now + config_.poll_interval);
@@ -1407,18 +1377,6 @@ TimePoint LeaseManager::claims_step() {
       }
       if (db.competing && now - db.competitor_seen > config_.competition_memory)
         db.competing = false;
-      // The change feed shows a revision we have not seen (another host wrote the record): look
-      // now, where we hold claims (someone may want them) or wait for some.
-      const bool changed_elsewhere = db.feed_revision > db.known.revision;
-      db.feed_revision = 0;
-      if (changed_elsewhere) {
-        work.push_back({name, Release::kDemand});
-        db.demand_checked = now;
-        db.competing = true;
-        db.competitor_seen = now;
-        next = std::min(next, now + poll_period(db));
-        continue;
-      }
       const bool idle = !AnyHeld(db.use);
       const bool cached_beyond_use = !Covers(db.use, db.claims);
       if (idle && now - db.last_used >= config_.idle_release) {
@@ -1443,7 +1401,8 @@ TimePoint LeaseManager::claims_step() {
                           !Conflicts(db.use[i], db.others_want[i]));
         }
         const Duration poll = handoff_coming ? 10 * poll_period(db) : poll_period(db);
-        if ((woken && (owed || (!handoff_coming && db.linger == Duration::zero()))) ||
+        if (((woken || owed_check) && owed) ||
+            (woken && !handoff_coming && db.linger == Duration::zero()) ||
             now - db.demand_checked >= poll) {
           work.push_back({name, Release::kDemand});
           db.demand_checked = now;
@@ -1495,11 +1454,11 @@ void LeaseManager::run_background() {
       // Real time only here: the background thread sleeps on the steady clock until the next
       // step the (possibly injected) clock says is due, or until set_use() asks for a yield.
       auto wait = std::max<Duration>(next - clock_.now(), Duration::zero());
-      bool yield_pending = wake_background_ || store_changed_;
+      bool yield_pending = wake_background_;
       for (auto& [name, db] : databases_) yield_pending |= db.yield_now;
       if (!yield_pending) {
         changed_.wait_for(lock, wait, [&] {
-          if (stopping_ || wake_background_ || store_changed_) return true;
+          if (stopping_ || wake_background_) return true;
           for (auto& [name, db] : databases_) {
             if (db.yield_now) return true;
           }
@@ -1511,7 +1470,6 @@ void LeaseManager::run_background() {
 }
 
 void LeaseManager::stop() {
-  store_.watch_changes(nullptr);  // no callback into this object from now on
   {
     std::lock_guard<std::mutex> guard(mutex_);
     if (stopping_) return;

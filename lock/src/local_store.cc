@@ -1,16 +1,6 @@
-// local_store.cc — LeaseStore on SQLite. Two tables:
+// local_store.cc — LeaseStore on SQLite. One table:
 //
 //   records(key TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL)
-//   changes(key TEXT PRIMARY KEY, seq INTEGER NOT NULL, revision INTEGER NOT NULL)  -- the feed
-//
-// CHANGE FEED. Every write also sets its key's `seq` to one more than the largest (and the new
-// revision), in the same transaction, so "which records changed since seq N, to which revision"
-// is one indexed query (changed_since). The
-// mounts of a machine learn that something changed without asking: a thread watches the file
-// (inotify IN_MODIFY, which every commit by any process causes) and calls the watcher's
-// callback; the lease manager then reads only the records that changed, instead of polling the
-// records it waits on or holds every millisecond. A mount of an older version writes no seq: the
-// manager's slower safety poll still sees its writes.
 //
 // A write is BEGIN IMMEDIATE (takes SQLite's write lock, so no other process can interleave),
 // read the revision, compare, write revision + 1, COMMIT. SQLite's busy handler waits for other
@@ -59,7 +49,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -82,9 +71,6 @@ class Statement {
 // Opens (creating if needed) and sets up the store's SQLite file; nullptr and *error on failure.
 sqlite3* OpenConnection(const std::string& path, std::string* error);
 
-// Replaced or removed (generation) and written by any process (the change feed).
-constexpr uint32_t kWatchMask = IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB | IN_MODIFY;
-
 bool SameFile(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
@@ -95,7 +81,8 @@ class LocalStore final : public LeaseStore {
       : db_(db), path_(std::move(path)), opened_(opened), clock_(clock) {
     watch_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (watch_fd_ >= 0) {
-      watch_ = inotify_add_watch(watch_fd_, path_.c_str(), kWatchMask);
+      watch_ =
+          inotify_add_watch(watch_fd_, path_.c_str(), IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB);
       watcher_ = std::thread([this] { watch(); });
     }
   }
@@ -153,33 +140,6 @@ class LocalStore final : public LeaseStore {
 
   std::string describe() const override { return "local:" + path_; }
 
-  bool watch_changes(std::function<void()> on_change) override {
-    if (watch_fd_ < 0) return false;
-    std::lock_guard<std::mutex> guard(callback_mutex_);
-    on_change_ = std::move(on_change);
-    return true;
-  }
-
-  bool changed_since(uint64_t* cursor, std::vector<Change>* changes, TimePoint deadline) override {
-    std::lock_guard<std::mutex> guard(mutex_);
-    changes->clear();
-    if (!still_the_store()) return false;
-    set_busy_timeout(deadline);
-    Statement stmt(db_, "SELECT key, seq, revision FROM changes WHERE seq > ?1 ORDER BY seq");
-    if (!stmt.valid()) return false;
-    sqlite3_bind_int64(stmt.get(), 1, static_cast<sqlite3_int64>(*cursor));
-    uint64_t last = *cursor;
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      changes->push_back({reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0)),
-                          static_cast<uint64_t>(sqlite3_column_int64(stmt.get(), 2))});
-      last = static_cast<uint64_t>(sqlite3_column_int64(stmt.get(), 1));
-    }
-    if (rc != SQLITE_DONE) return false;
-    *cursor = last;
-    return true;
-  }
-
  private:
   static Record row_to_record(sqlite3_stmt* stmt) {
     Record record;
@@ -218,16 +178,6 @@ class LocalStore final : public LeaseStore {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       result.outcome = StoreOutcome::kConflict;
       return result;
-    }
-    {
-      Statement stmt(db_,
-                     "INSERT OR REPLACE INTO changes(key, seq, revision) "
-                     "VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM changes), ?2)");
-      if (!stmt.valid()) return rollback("prepare");
-      sqlite3_bind_text(stmt.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_int64(stmt.get(), 2,
-                         body ? static_cast<sqlite3_int64>(expected_revision + 1) : 0);
-      if (sqlite3_step(stmt.get()) != SQLITE_DONE) return rollback("write");
     }
     if (body) {
       Statement stmt(db_,
@@ -279,21 +229,9 @@ class LocalStore final : public LeaseStore {
     while (!stopping_) {
       pollfd p{watch_fd_, POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
-      alignas(inotify_event) char events[4096];
-      bool modified = false, other = false;
-      for (ssize_t n; (n = ::read(watch_fd_, events, sizeof events)) > 0;) {
-        for (ssize_t at = 0; at < n;) {
-          const auto* event = reinterpret_cast<const inotify_event*>(events + at);
-          (event->mask & IN_MODIFY ? modified : other) = true;
-          if (event->mask & IN_Q_OVERFLOW) modified = other = true;
-          at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-        }
+      char events[4096];
+      while (::read(watch_fd_, events, sizeof events) > 0) {
       }
-      if (modified) {
-        std::lock_guard<std::mutex> guard(callback_mutex_);
-        if (on_change_) on_change_();
-      }
-      if (!other) continue;
       struct stat now, opened;
       bool same;
       {
@@ -341,7 +279,8 @@ class LocalStore final : public LeaseStore {
     }
     if (watch_fd_ >= 0) {
       inotify_rm_watch(watch_fd_, watch_);
-      watch_ = inotify_add_watch(watch_fd_, path_.c_str(), kWatchMask);
+      watch_ =
+          inotify_add_watch(watch_fd_, path_.c_str(), IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB);
     }
     return true;
   }
@@ -364,8 +303,6 @@ class LocalStore final : public LeaseStore {
   int watch_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread watcher_;
-  std::mutex callback_mutex_;  // on_change_ (set once, called by the watcher)
-  std::function<void()> on_change_;
   std::string reopen_error_;
   const Clock& clock_;
 };
@@ -511,11 +448,7 @@ sqlite3* OpenOnce(const std::string& path, std::string* error, bool* corrupt) {
                         "PRAGMA synchronous=OFF;"
                         "CREATE TABLE IF NOT EXISTS records("
                         "  key TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL) "
-                        "WITHOUT ROWID;"
-                        "CREATE TABLE IF NOT EXISTS changes("
-                        "  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, revision INTEGER NOT NULL)"
-                        "  WITHOUT ROWID;"
-                        "CREATE INDEX IF NOT EXISTS changes_by_seq ON changes(seq);",
+                        "WITHOUT ROWID;",
                         &message);
   if (rc != SQLITE_OK) return fail(rc, message);
   std::string check;

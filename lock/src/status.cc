@@ -33,7 +33,6 @@ StatusReport StatusReportOf(const LeaseManager& leases, const HostLocks& locks, 
       {"dead", leases.dead()},
       {"stats",
        {{"store_requests", s.store_requests},
-        {"feed_reads", s.feed_reads},
         {"store_errors", s.store_errors},
         {"store_latency_us_total", s.store_latency_ns / 1000},
         {"renewals", s.renewals},
@@ -103,8 +102,6 @@ std::string PrometheusText(const LeaseManager& leases, const HostLocks& locks, c
          "Writes refused: fenced (EIO), or a lock-less write's wait ran out (EBUSY)",
          c.fenced_writes);
   metric("store_requests_total", "counter", "Lease store requests", s.store_requests);
-  metric("store_feed_reads_total", "counter",
-         "Change-feed queries (local store: which records changed)", s.feed_reads);
   metric("store_errors_total", "counter", "Lease store requests unavailable or ambiguous",
          s.store_errors);
   metric("store_request_seconds_total", "counter", "Time spent in lease store requests",

@@ -8,9 +8,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "lease_store_contract.h"
@@ -66,47 +64,6 @@ TEST_F(LocalStoreTest, BusyStoreAnswersUnavailableByTheDeadline) {
   // Nothing was written, and the store works again.
   EXPECT_EQ(store_->get("k", Soon()).record.revision, 1u);
   EXPECT_TRUE(store_->put("k", 1, "{\"now\":1}", Soon()).ok());
-}
-
-// The change feed: every write lists its key with the new revision (0: removed) after the
-// cursor, once; and another connection's write (another mount on this machine) wakes a
-// watcher without anyone polling.
-TEST_F(LocalStoreTest, ChangeFeedListsWritesAndWakesWatchers) {
-  uint64_t cursor = 0;
-  std::vector<LeaseStore::Change> changes;
-  ASSERT_TRUE(store_->changed_since(&cursor, &changes, Soon()));
-  ASSERT_TRUE(store_->put("a", 0, "{}", Soon()).ok());
-  ASSERT_TRUE(store_->put("b", 0, "{}", Soon()).ok());
-  ASSERT_TRUE(store_->put("a", 1, "{\"x\":1}", Soon()).ok());
-  ASSERT_TRUE(store_->changed_since(&cursor, &changes, Soon()));
-  ASSERT_EQ(changes.size(), 2u);  // each key once, in the order of its latest write
-  EXPECT_EQ(changes[0].key, "b");
-  EXPECT_EQ(changes[0].revision, 1u);
-  EXPECT_EQ(changes[1].key, "a");
-  EXPECT_EQ(changes[1].revision, 2u);
-  ASSERT_TRUE(store_->changed_since(&cursor, &changes, Soon()));
-  EXPECT_TRUE(changes.empty());
-
-  std::mutex mutex;
-  std::condition_variable woken;
-  int calls = 0;
-  ASSERT_TRUE(store_->watch_changes([&] {
-    std::lock_guard<std::mutex> guard(mutex);
-    calls++;
-    woken.notify_all();
-  }));
-  auto other = backend_.Open();  // a second connection to the file
-  ASSERT_TRUE(other->remove("b", 1, Soon()).ok());
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    EXPECT_TRUE(woken.wait_for(lock, seconds(5), [&] { return calls > 0; }))
-        << "no notification within 5 s of another connection's write";
-  }
-  ASSERT_TRUE(store_->changed_since(&cursor, &changes, Soon()));
-  ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0].key, "b");
-  EXPECT_EQ(changes[0].revision, 0u);
-  store_->watch_changes(nullptr);  // no call after this returns
 }
 
 TEST(LocalStorePath, UnusablePathIsOneClearError) {

@@ -43,11 +43,11 @@
 //                   at most `lock_hold`, and is granted the moment the claim arrives
 //                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry).
 //                   SQLite's busy handler would otherwise sleep 1, 2, 5, 10... ms between
-//                   attempts, whatever the handoff took. It never closes a wait cycle: only
-//                   SQLite's writer (the owner holding RESERVED) may wait while holding a lock
-//                   another host needs; an owner holding just SHARED gets EAGAIN at once when
-//                   another host demands SHARED as W (a writer that needs our SHARED to commit),
-//                   so its SQLite drops SHARED or reports SQLITE_BUSY, as on a local disk.
+//                   attempts, whatever the handoff took. It never closes a wait cycle: only an
+//                   owner holding nothing (a transaction starting) or holding RESERVED (SQLite's
+//                   one writer, whom every other host yields to) waits; an owner holding SHARED
+//                   without RESERVED (upgrading to write) gets EAGAIN at once, as on a local disk,
+//                   since the writer that holds RESERVED needs its SHARED gone to commit.
 //   F_SETLKW:       as F_SETLK, but instead of EAGAIN the request waits, re-tried when local
 //                   locks change and every 10 ms, until granted or cancelled (EINTR).
 //   F_GETLK:        a conflicting local lock, else a conflicting claim of another live host.
@@ -205,7 +205,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
               Attempt attempt = Attempt::kStore, bool* holdable = nullptr);
   void retry_waiters();
   // Debug log: a held request answered busy after all, and what the claims looked like.
-  void log_unserved(const Waiter& w, bool in_time);
+  void log_unserved(const Waiter& w);
   void note_locks_changed();
 
   const std::string source_;

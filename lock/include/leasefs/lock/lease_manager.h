@@ -81,7 +81,8 @@
 //   transaction, is never refused, so the rule closes no wait cycle. (RESERVED gets no such
 //   rule: two writers each waiting for the other's demand to be served would hold each other
 //   off, and a claim handed to one would be refused to it because of the other's demand.)
-//   FAIR TURNS. Writer priority alone lets the host that holds RESERVED keep it for ever: its
+//   FAIR TURNS (off unless LeaseConfig::turn_quantum is set; measured no better, see there).
+//   Writer priority alone lets the host that holds RESERVED keep it for ever: its
 //   own writers pass it between them without the cluster seeing. So a host's turn with RESERVED
 //   as W starts when it gains the claim and lasts turn_quantum; after that, while another live
 //   session demands RESERVED as W, no local process newly enters RESERVED (refused kBusy, and
@@ -189,9 +190,6 @@ struct LeaseConfig {
   // long); any change, or a new demand of ours, brings it back to poll_interval. Not above
   // poll_interval: no backoff.
   Duration poll_interval_max = Duration::zero();
-  // With a store that has a change feed (LeaseStore::watch_changes: the local store), records
-  // are read when the feed says they changed; polling is only a safety net, this often.
-  Duration feed_poll_interval = std::chrono::milliseconds(50);
   // On a conflict, look again this many times, busy_poll apart, before answering kBusy: a holder
   // that yields promptly is caught inside the request instead of after SQLite's busy backoff
   // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock.
@@ -204,8 +202,10 @@ struct LeaseConfig {
   Duration demand_check_interval = Duration::zero();
   Duration store_timeout = std::chrono::seconds(2);  // bound of one store operation
   // Fair turns: once this host has held RESERVED as W this long, no new local writer enters it
-  // while another host waits for it, so the claim drains and passes (see FAIR TURNS).
-  Duration turn_quantum = std::chrono::milliseconds(25);
+  // while another host waits for it, so the claim drains and passes (see FAIR TURNS). Zero
+  // (default): off. Measured no better with the local store and worse with DynamoDB (each forced
+  // turn is a handoff): bench/README.md.
+  Duration turn_quantum = Duration::zero();
   // A RESERVED claim this host gained (handed over for its waiting writer) is kept this long
   // for that writer, even unused and demanded elsewhere: its SQLite may be asleep in the busy
   // handler (up to 100 ms a sleep) and would otherwise find it gone again when it wakes.
@@ -250,7 +250,6 @@ enum class ClaimResult { kGranted, kBusy, kUnavailable, kFenced };
 
 struct LeaseStats {
   uint64_t store_requests = 0;
-  uint64_t feed_reads = 0;       // change-feed queries (LeaseStore::changed_since; local, cheap)
   uint64_t handoffs = 0;         // claims yielded: to demand, or eagerly while competing
   uint64_t wasted_handoffs = 0;  // eager yields nobody took before this host claimed again
   uint64_t idle_releases = 0;    // claims released after idle_release
@@ -360,7 +359,7 @@ class LeaseManager {
     bool yield_now = false;       // local use dropped while competing: poll at once
     bool writer = false;          // this host has taken a write lock on it: claim the write set
     bool demand_pending = false;  // our demand stands in the record: poll it for a handover
-    uint64_t feed_revision = 0;   // the latest revision the change feed reported, 0: none new
+    bool owed_check = false;      // others_want changed: see whether we owe a claim now
     Duration poll_backoff{};      // the current poll period (see poll_interval_max)
     // The strongest mode other sessions demand, per region, in the last record we read.
     RegionModes others_want{};
@@ -434,9 +433,6 @@ class LeaseManager {
   // still lag (storage_cache_wait): the lock must not be granted yet.
   bool agree_on_hot_journal(const std::string& name, const std::string& hot);
   void remember(const std::string& name, const Record& record);
-  // The change feed said records changed (LeaseStore::watch_changes): marks the databases whose
-  // records another host wrote, for claims_step() to read. Called with mutex_ released.
-  void read_change_feed();
   // How often a competing database's record is read.
   Duration poll_period(const Database& db) const;
   // Every change of db.claims goes through here (it starts and ends turns: FAIR TURNS).
@@ -493,9 +489,6 @@ class LeaseManager {
   // acquire() saw competition the background thread may not know of yet (it may be asleep
   // until the next renewal): look at every database now.
   bool wake_background_ = false;
-  bool change_feed_ = false;    // the store notifies changes (start())
-  bool store_changed_ = false;  // set by the store's notification, cleared by read_change_feed()
-  uint64_t feed_cursor_ = 0;    // LeaseStore::changed_since; used by the claims thread only
   bool background_running_ = false;         // run_background() was called: set_use may wait for it
   std::thread background_;                  // claims_step()
   std::thread renewer_;                     // session_step()

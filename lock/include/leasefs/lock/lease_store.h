@@ -19,7 +19,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -72,25 +71,6 @@ class LeaseStore {
   // through the old one must be treated as lost at once, before anyone could take them over.
   // Cheap enough to read on every lock request.
   virtual uint64_t generation() const { return 0; }
-
-  // Change feed, for backends that have one (the local store, whose writers all share one
-  // machine). watch_changes() registers `on_change`, called from a store thread soon after any
-  // record may have changed (spuriously too; it must not block), and answers false if the
-  // backend cannot notify (the caller polls). changed_since() lists the records written after
-  // *cursor, each once with its latest revision (0: removed), and advances the cursor; 0 starts
-  // from the beginning. False if it cannot answer.
-  struct Change {
-    std::string key;
-    uint64_t revision = 0;
-  };
-  virtual bool watch_changes(std::function<void()> on_change) {
-    (void)on_change;
-    return false;
-  }
-  virtual bool changed_since(uint64_t* cursor, std::vector<Change>* changes, TimePoint deadline) {
-    (void)cursor, (void)changes, (void)deadline;
-    return false;
-  }
 };
 
 }  // namespace leasefs::lock
