@@ -620,15 +620,6 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     unlock_database(db);
     return ClaimResult::kGranted;
   }
-  // A long wait (the polls have backed off): our demand stands and the background thread read
-  // the record within its current poll period, so a claim handed to us would be here. Answer
-  // from that instead of another read: SQLite retries a waiting lock several times a second,
-  // and each read is billed.
-  if (db.demand_pending && !db.unsettled && db.poll_backoff > config_.poll_interval &&
-      clock_.now() - db.demand_checked < db.poll_backoff) {
-    unlock_database(db);
-    return ClaimResult::kBusy;
-  }
   lock.unlock();
   bool held_off = false;
   ClaimResult result = acquire_from_store(name, use, entering, &held_off);

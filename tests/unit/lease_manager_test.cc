@@ -993,7 +993,8 @@ TEST_F(LeaseManagerTest, PollingWhileWaitingBacksOff) {
   }
   const uint64_t renewals = b.manager->stats().renewals - renewals_before;
   const uint64_t polls = b.store.requests() - before - renewals;
-  EXPECT_LE(polls, 10u * 10) << "at most ~10 requests a second while waiting";
+  // (Each retry reads too: only a lock request's read reaps a dead holder, so none is skipped.)
+  EXPECT_LE(polls, 10u * 12) << "at most ~12 requests a second while waiting";
   EXPECT_GE(polls, 10u * 5) << "but still looking";
   // A change brings the pace back: A's writer ends, the claims are handed over, B sees it.
   a.manager->mark_dirty("app.db");
