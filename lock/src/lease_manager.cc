@@ -108,6 +108,17 @@ bool HeldOffByWriter(const RegionModes& others_want, const RegionModes& entering
 }  // namespace
 
 // The body of db/<id>.
+// The strongest mode, per region, that any session but `session` has in `by_session`.
+RegionModes StrongestOfOthers(const std::map<std::string, RegionModes>& by_session,
+                              const std::string& session) {
+  RegionModes strongest{};
+  for (const auto& [other, modes] : by_session) {
+    if (other == session) continue;
+    for (size_t i = 0; i < kRegionCount; i++) strongest[i] = std::max(strongest[i], modes[i]);
+  }
+  return strongest;
+}
+
 struct DatabaseRecord {
   uint64_t version = 0;
   std::map<std::string, RegionModes> claims;
@@ -193,22 +204,12 @@ struct DatabaseRecord {
 
   // The strongest mode any session other than `session` demands, per region.
   RegionModes others_want(const std::string& session) const {
-    RegionModes wanted{};
-    for (const auto& [other, modes] : demand) {
-      if (other == session) continue;
-      for (size_t i = 0; i < kRegionCount; i++) wanted[i] = std::max(wanted[i], modes[i]);
-    }
-    return wanted;
+    return StrongestOfOthers(demand, session);
   }
 
   // The strongest mode any session other than `session` holds, per region.
   RegionModes others_hold(const std::string& session) const {
-    RegionModes held{};
-    for (const auto& [other, modes] : claims) {
-      if (other == session) continue;
-      for (size_t i = 0; i < kRegionCount; i++) held[i] = std::max(held[i], modes[i]);
-    }
-    return held;
+    return StrongestOfOthers(claims, session);
   }
 
   bool has_others(const std::string& session) const {
@@ -424,7 +425,7 @@ void LeaseManager::lose_session() {
   dead_ = true;
   next_rejoin_ = clock_.now();
   for (auto& [name, db] : databases_) {
-    set_claims(db, RegionModes{});
+    db.claims = RegionModes{};
     db.demand_pending = false;  // the dead session's demand is nothing to poll for
     db.unsettled = false;
   }
@@ -492,7 +493,7 @@ void LeaseManager::rejoin() {
               config_.margin;
   next_renewal_ = sent + config_.lease / 4;
   for (auto& [name, db] : databases_) {
-    set_claims(db, RegionModes{});
+    db.claims = RegionModes{};
     db.seen_version = false;  // the first claim in the new session drops every cache
     db.dirty = false;
     db.competing = false;
@@ -502,7 +503,6 @@ void LeaseManager::rejoin() {
     db.known = Record{};
     db.others_want = RegionModes{};
     db.others_hold = RegionModes{};
-    db.writer_waits = false;
     db.unsettled = false;
     db.handoff_at.reset();
     db.linger = Duration::zero();
@@ -605,9 +605,9 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     db.agreed_hot = db.pending_hot;
   }
   // A writer elsewhere waits for what we would enter: the store decides (writer priority).
-  const bool writer_waits = HeldOffByWriter(db.others_want, entering) || turn_is_over(db, entering);
+  const bool writer_waits = HeldOffByWriter(db.others_want, entering);
   if (!db.busy && !writer_waits && Covers(db.claims, use)) {
-    grant(db, use, entering);
+    db.use = use;
     return ClaimResult::kGranted;
   }
   // A store operation on this database is in flight (a demand check, a release): wait for it,
@@ -616,7 +616,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   // not when the store lets go.
   if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
   if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
-    grant(db, use, entering);
+    db.use = use;
     unlock_database(db);
     return ClaimResult::kGranted;
   }
@@ -629,7 +629,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     result = acquire_from_store(name, use, entering, &held_off);
   }
   lock.lock();
-  if (result == ClaimResult::kGranted) grant(db, use, entering);
+  if (result == ClaimResult::kGranted) db.use = use;
   if (db.competing) {
     // Demand to poll for a hand-over, or claims others may want: the background thread must
     // look at this database within poll_interval, whenever it last planned to wake.
@@ -647,10 +647,10 @@ ClaimResult LeaseManager::acquire_cached(const std::string& name, const RegionMo
   db.last_used = clock_.now();  // a request waits for it: not idle (no idle release, demand stays)
   db.handoff_at.reset();
   if (db.busy || db.hot_wait_until || HeldOffByWriter(db.others_want, entering) ||
-      turn_is_over(db, entering) || !Covers(db.claims, use)) {
+      !Covers(db.claims, use)) {
     return ClaimResult::kBusy;
   }
-  grant(db, use, entering);
+  db.use = use;
   return ClaimResult::kGranted;
 }
 
@@ -696,7 +696,7 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
     const bool gains = !Covers(db.claims, mine);
     invalidate = gains && (!db.seen_version || db.last_version != version);
     if (!gains) {
-      set_claims(db, mine);
+      db.claims = mine;
       return;
     }
     if (invalidate) stats_.invalidations++;
@@ -706,7 +706,7 @@ void LeaseManager::adopt(const std::string& name, const RegionModes& mine, uint6
   {
     std::lock_guard<std::mutex> guard(mutex_);
     Database& db = databases_[name];
-    set_claims(db, mine);
+    db.claims = mine;
     db.last_version = version;
     db.seen_version = true;
   }
@@ -838,15 +838,6 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
         }
       }
     }
-    // Fair turns (see the header): our turn with RESERVED is over and another host waits for
-    // it; no new local writer enters until it has had its turn.
-    if (!live_conflict) {
-      std::lock_guard<std::mutex> guard(mutex_);
-      if (turn_is_over(databases_[name], entering)) {
-        live_conflict = true;
-        *held_off = true;
-      }
-    }
     const bool others = record.has_others(session_id_);
     const bool competitor = others || is_competitor(record.by);
 
@@ -884,7 +875,6 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       db.competitor_seen = db.demand_checked = clock_.now();
       db.demand_pending = true;
       if (changed) db.poll_backoff = Duration::zero();  // a new demand: the turn may come soon
-      if (use[kReservedIndex] == Mode::kWrite) db.writer_waits = true;
       return ClaimResult::kBusy;
     }
 
@@ -914,7 +904,7 @@ ClaimResult LeaseManager::acquire_from_store(const std::string& name, const Regi
       std::lock_guard<std::mutex> guard(mutex_);
       Database& db = databases_[name];
       invalidate = !db.seen_version || db.last_version != record.version;
-      set_claims(db, mine);
+      db.claims = mine;
       db.last_version = record.version;
       db.seen_version = true;
       db.demand_checked = clock_.now();
@@ -1185,14 +1175,6 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
         for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::min(keep[i], use[i]);
       }
     }
-    // A RESERVED claim handed to us for a writer that has not used it yet stays ours for a
-    // while (FAIR TURNS): its SQLite may be asleep in the busy handler.
-    bool reserved_kept;
-    {
-      std::lock_guard<std::mutex> guard(mutex_);
-      reserved_kept = reason != Release::kAll && turn_reserved(db);
-    }
-    if (reserved_kept) keep[kReservedIndex] = mine[kReservedIndex];
     // Nobody here uses the database any more: a demand of ours still standing is stale.
     const bool withdraw =
         reason == Release::kAll && !AnyHeld(use) && record.demand.count(session_id_) > 0;
@@ -1238,12 +1220,12 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       std::lock_guard<std::mutex> guard(mutex_);
       RegionModes believed = db.claims;
       for (size_t i = 0; i < kRegionCount; i++) believed[i] = std::min(believed[i], keep[i]);
-      set_claims(db, believed);
+      db.claims = believed;
       db.unsettled = true;
       break;
     }
     std::lock_guard<std::mutex> guard(mutex_);
-    set_claims(db, keep);
+    db.claims = keep;
     db.demand_pending = record.demand.count(session_id_) > 0;
     if (dropping_write) {
       db.last_version = record.version;
@@ -1267,40 +1249,6 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
   db.releases++;
   unlock_database(db);
   return ok;
-}
-
-void LeaseManager::set_claims(Database& db, const RegionModes& claims) {
-  if (claims[kReservedIndex] != Mode::kWrite) {
-    db.reserved_gained.reset();
-    db.turn_started.reset();
-  } else if (db.claims[kReservedIndex] != Mode::kWrite) {
-    // Kept for a writer only if one of ours asked for it (not a claim found again in the
-    // record after an unsettled write, say).
-    if (db.writer_waits) db.reserved_gained = clock_.now();
-    db.turn_started.reset();
-  }
-  db.claims = claims;
-}
-
-void LeaseManager::grant(Database& db, const RegionModes& use, const RegionModes& entering) {
-  db.use = use;
-  if (entering[kReservedIndex] == Mode::kWrite) {
-    db.writer_waits = false;
-    if (!db.turn_started) db.turn_started = clock_.now();
-  }
-}
-
-bool LeaseManager::turn_is_over(const Database& db, const RegionModes& entering) const {
-  if (config_.turn_quantum == Duration::zero()) return false;  // fair turns off
-  return entering[kReservedIndex] == Mode::kWrite &&
-         db.others_want[kReservedIndex] == Mode::kWrite && db.turn_started &&
-         clock_.now() - *db.turn_started >= config_.turn_quantum;
-}
-
-bool LeaseManager::turn_reserved(const Database& db) const {
-  if (config_.turn_quantum == Duration::zero()) return false;
-  return db.reserved_gained && !db.turn_started &&
-         clock_.now() - *db.reserved_gained < config_.turn_reserve;
 }
 
 Duration LeaseManager::poll_period(const Database& db) const {
@@ -1387,7 +1335,6 @@ TimePoint LeaseManager::claims_step() {
         // What others wait for (as last read) and local use no longer needs: yield it now.
         bool owed = false;
         for (size_t i = 0; i < kRegionCount; i++) {
-          if (i == kReservedIndex && turn_reserved(db)) continue;
           owed = owed || (Conflicts(db.claims[i], db.others_want[i]) &&
                           !Conflicts(db.use[i], db.others_want[i]));
         }

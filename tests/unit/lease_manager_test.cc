@@ -941,36 +941,6 @@ TEST_F(LeaseManagerTest, YieldHandedToAWaiterIsNotWasted) {
   EXPECT_EQ(b.manager->stats().wasted_handoffs, 0u);
 }
 
-// FAIR TURNS: a host whose local writers pass RESERVED between themselves would keep it for
-// ever (the cluster never sees it idle). Once its turn has lasted turn_quantum and another host
-// waits, a new local writer is refused, the claim drains and passes; the host that receives it
-// admits its own writer at once even though the first host now waits in turn.
-TEST_F(LeaseManagerTest, WritersOnOneHostDoNotKeepReservedFromAnother) {
-  LeaseConfig config;
-  config.turn_quantum = milliseconds(25);
-  Host& a = AddHost("a", config);
-  Host& b = AddHost("b", config);
-  const RegionModes writer_enters = Use({{Region::kReserved, Mode::kWrite}});
-  ASSERT_EQ(a.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kGranted);
-  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
-  clock_.advance(seconds(3));  // A looks for demand (L/4): B's writer waits; A's is still in
-  a.manager->tick();
-  ASSERT_EQ(ClaimInStore(a, Region::kReserved), Mode::kWrite);
-  // A's first writer leaves and a second one arrives: A's turn is over, so it must wait.
-  a.manager->set_use("app.db", kShared);
-  EXPECT_EQ(a.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
-  clock_.advance(milliseconds(1));
-  a.manager->tick();  // RESERVED is idle here and wanted there: yielded, handed to B
-  EXPECT_NE(ClaimInStore(a, Region::kReserved), Mode::kWrite);
-  // B's writer, trying again, gets its turn although A's writer now waits for RESERVED too.
-  clock_.advance(milliseconds(1));
-  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kGranted);
-  // And B's next writer after B's quantum is refused in turn: A waits.
-  b.manager->set_use("app.db", kShared);
-  clock_.advance(config.turn_quantum);
-  EXPECT_EQ(b.manager->acquire("app.db", kReserved, writer_enters), ClaimResult::kBusy);
-}
-
 // A waiting host that polls for a handover backs off while nothing changes (LeaseConfig::
 // poll_interval_max), so a long wait costs a few requests a second, not one per poll_interval.
 TEST_F(LeaseManagerTest, PollingWhileWaitingBacksOff) {

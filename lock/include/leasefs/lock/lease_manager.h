@@ -81,17 +81,6 @@
 //   transaction, is never refused, so the rule closes no wait cycle. (RESERVED gets no such
 //   rule: two writers each waiting for the other's demand to be served would hold each other
 //   off, and a claim handed to one would be refused to it because of the other's demand.)
-//   FAIR TURNS (off unless LeaseConfig::turn_quantum is set; measured no better, see there).
-//   Writer priority alone lets the host that holds RESERVED keep it for ever: its
-//   own writers pass it between them without the cluster seeing. So a host's turn with RESERVED
-//   as W starts when it gains the claim and lasts turn_quantum; after that, while another live
-//   session demands RESERVED as W, no local process newly enters RESERVED (refused kBusy, and
-//   the caller holds the request). The writer inside finishes, the claim drains and is yielded
-//   and handed over, and the next host's turn starts. A turn starts when a local writer first
-//   enters RESERVED after the host gained the claim, and a claim gained that way is kept for
-//   that writer (turn_reserve) even while unused and demanded elsewhere; so two hosts that both
-//   wait cannot refuse each other for ever (the objection to a plain RESERVED rule below), and
-//   every host gets at least one transaction per turn.
 //   Every demand write also hands whatever no claim holds to the sessions waiting for it
 //   (writers first), so a free region never waits behind a demand nobody else would serve: the
 //   waiter that gets it and no longer needs it yields it at the next demand. The host learns of
@@ -201,15 +190,6 @@ struct LeaseConfig {
   // never per transaction. Zero means lease / 4, the renewal cadence.
   Duration demand_check_interval = Duration::zero();
   Duration store_timeout = std::chrono::seconds(2);  // bound of one store operation
-  // Fair turns: once this host has held RESERVED as W this long, no new local writer enters it
-  // while another host waits for it, so the claim drains and passes (see FAIR TURNS). Zero
-  // (default): off. Measured no better with the local store and worse with DynamoDB (each forced
-  // turn is a handoff): bench/README.md.
-  Duration turn_quantum = Duration::zero();
-  // A RESERVED claim this host gained (handed over for its waiting writer) is kept this long
-  // for that writer, even unused and demanded elsewhere: its SQLite may be asleep in the busy
-  // handler (up to 100 ms a sleep) and would otherwise find it gone again when it wakes.
-  Duration turn_reserve = std::chrono::milliseconds(250);
   // A host that writes a database and finds no other host on it claims PENDING, RESERVED and
   // SHARED as W in one store write, instead of one round trip per SQLite lock step. Worth it
   // where a round trip costs milliseconds (DynamoDB); with the local store the extra handoffs it
@@ -384,11 +364,6 @@ class LeaseManager {
     // A mark being waited out (LeaseConfig::storage_cache_wait): no lock is granted before.
     std::string pending_hot;
     std::optional<TimePoint> hot_wait_until;
-    // FAIR TURNS: when this host last gained RESERVED as W, and when a local writer first
-    // entered it since (the turn); unset while it does not hold it.
-    std::optional<TimePoint> reserved_gained;
-    bool writer_waits = false;  // a local writer was refused RESERVED and has not entered since
-    std::optional<TimePoint> turn_started;
     // A local process died inside a write transaction (relinquish): the release of its W claims
     // must mark the record hot, whichever release writes it.
     bool abandoned = false;
@@ -435,14 +410,6 @@ class LeaseManager {
   void remember(const std::string& name, const Record& record);
   // How often a competing database's record is read.
   Duration poll_period(const Database& db) const;
-  // Every change of db.claims goes through here (it starts and ends turns: FAIR TURNS).
-  void set_claims(Database& db, const RegionModes& claims);
-  // A lock was granted: records the use, and starts our turn if a writer enters RESERVED.
-  void grant(Database& db, const RegionModes& use, const RegionModes& entering);
-  // A local writer entering RESERVED must wait: our turn is over and another host waits.
-  bool turn_is_over(const Database& db, const RegionModes& entering) const;
-  // RESERVED was gained for a writer that has not entered yet: keep it (turn_reserve).
-  bool turn_reserved(const Database& db) const;
   // Records what other sessions demand and hold (from a record just read); true if it changed.
   bool note_others(Database& db, const DatabaseRecord& record);
   // Writes `record` as db/<name> over `revision` (compare-and-set, settled by re-reading if
