@@ -1017,13 +1017,17 @@ class PassthroughImpl final : public Passthrough {
     // pointer, so nothing is allocated per wait (held requests are many).
     // Registered first: once set_lock() parks the request, it may complete (and the request be
     // freed) at any moment.
+    // A request that cannot wait (F_SETLK without held requests: most of them) registers
+    // nothing: fuse_req_interrupt_func takes two libfuse mutexes.
     const uint64_t wait_id = fs.next_wait_id_.fetch_add(1) + 1;
-    fuse_req_interrupt_func(
-        req,
-        [](fuse_req_t interrupted, void* data) {
-          self(interrupted).seams_.locks->cancel_wait(reinterpret_cast<uintptr_t>(data));
-        },
-        reinterpret_cast<void*>(static_cast<uintptr_t>(wait_id)));
+    if (fs.seams_.locks->may_wait(sleep != 0)) {
+      fuse_req_interrupt_func(
+          req,
+          [](fuse_req_t interrupted, void* data) {
+            self(interrupted).seams_.locks->cancel_wait(reinterpret_cast<uintptr_t>(data));
+          },
+          reinterpret_cast<void*>(static_cast<uintptr_t>(wait_id)));
+    }
     fs.seams_.locks->set_lock(ref(fs.inode_of(ino)), fi->lock_owner, fi->fh, *lock, sleep != 0,
                               wait_id, [req](int err) { fuse_reply_err(req, err); });
   }

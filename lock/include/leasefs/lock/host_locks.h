@@ -114,6 +114,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void set_lock(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
                 bool wait, uint64_t wait_id, LockCompletion done) override;
   void cancel_wait(uint64_t wait_id) override;
+  bool may_wait(bool wait) const override { return wait || lock_hold_ > Duration::zero(); }
   void release_owner(const FileRef& file, uint64_t owner) override;
   void release_handle(const FileRef& file, uint64_t handle) override;
   void forget(const FileRef& file) override;

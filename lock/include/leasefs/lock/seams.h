@@ -55,6 +55,10 @@ class FileLocks {
   // The kernel interrupted the request `wait_id`: complete it with EINTR if it is still
   // waiting, or when it would start to wait.
   virtual void cancel_wait(uint64_t wait_id) = 0;
+  // Whether set_lock(..., wait, ...) may complete later rather than before it returns (an
+  // F_SETLKW, or an F_SETLK the implementation may hold): only then is an interrupt worth
+  // registering for it.
+  virtual bool may_wait(bool wait) const { return wait; }
   // close(2) of any descriptor of the file by `owner`: POSIX drops all of its locks on the file.
   virtual void release_owner(const FileRef& file, uint64_t owner) = 0;
   // Last release of a file handle (open file description); releases OFD locks taken through it.
