@@ -108,6 +108,22 @@ bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
   return !state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) ||
          state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
 }
+
+// Whether `owner` already holds every byte of `range` in `type` or stronger: the request gives
+// it nothing it does not have (a downgrade from W to R, or a lock it holds already), so the
+// host's use can only shrink (see try_set).
+bool OwnerAlreadyHolds(const FileLockState& state, uint64_t owner, LockType type,
+                       LockRange range) {
+  uint64_t covered = range.start;  // every byte below this is held strongly enough
+  for (const HeldLock& held : state.locks()) {  // canonical: by owner, then start
+    if (held.owner != owner || held.range.end <= covered) continue;
+    if (held.range.start > covered) return false;  // a gap
+    if (type == LockType::kWrite && held.type != LockType::kWrite) return false;
+    covered = held.range.end;
+    if (covered >= range.end) return true;
+  }
+  return covered >= range.end;
+}
 }  // namespace
 
 HostLocks::HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
@@ -261,6 +277,21 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
   const LockType type = request.l_type == F_WRLCK ? LockType::kWrite : LockType::kRead;
   if (state.conflict(owner, type, range)) return EAGAIN;
   const uint32_t pid = static_cast<uint32_t>(request.l_pid);
+  if (leases_ && OwnerAlreadyHolds(state, owner, type, range)) {
+    // A downgrade needs no claim, and must not be refused. SQLite steps down from EXCLUSIVE or
+    // RESERVED to SHARED with an F_RDLCK on the SHARED range: at the end of every write
+    // transaction, of every BEGIN EXCLUSIVE or IMMEDIATE one that only read, and after a SELECT
+    // rolled back a hot journal. It cannot be refused on one disk, so SQLite reports a refusal
+    // as SQLITE_IOERR_RDLOCK ("disk I/O error"), for a transaction that has committed, or only
+    // read. The owner enters nothing and the host's use can only shrink, so the claims that
+    // covered the use before cover it after: nothing is asked of the lease manager, and neither
+    // a lapsed deadline (fenced) nor another host's demand (writer priority) has a say. Like an
+    // unlock, the request only reports the reduced use.
+    state.lock(owner, type, range, pid);
+    db.owners_by_handle[handle].insert({key, owner});
+    leases_->set_use(fi.lease, use_of(db));
+    return 0;
+  }
   if (leases_) {
     FileLockState before = state;
     state.lock(owner, type, range, pid);  // tentatively, to compute the use it implies

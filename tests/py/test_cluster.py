@@ -682,6 +682,40 @@ class Fencing(unittest.TestCase):
             finally:
                 stop_all([a])
 
+    def test_reads_never_fail_with_an_io_error_while_fenced(self):
+        """Issue 12 part 6: reads on a fenced mount failed with "disk I/O error". SQLite steps
+        down from EXCLUSIVE to SHARED (an F_RDLCK on the SHARED range) at the end of every
+        transaction that held EXCLUSIVE, a SELECT that rolled back a hot journal included, and
+        reports a refused step down as SQLITE_IOERR_RDLOCK. The mount refused it while fenced,
+        because every lock request went to the lease manager. A step down needs no claim: the
+        transaction ends. A read that needs a claim while fenced is busy, never an I/O error."""
+        lease = 2
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1, "--lease-duration", str(lease))
+            conns = []
+            try:
+                db = os.path.join(a.mountpoint, "r.db")
+                conn, fresh = connect(db, timeout=0), connect(db, timeout=0.2)
+                conns += [conn, fresh]
+                conn.execute("CREATE TABLE t(x)")
+                conn.execute("INSERT INTO t VALUES (1)")
+                with store_outage(root):
+                    conn.execute("BEGIN EXCLUSIVE")  # holds EXCLUSIVE while the mount is fenced
+                    self.assertEqual(conn.execute("SELECT x FROM t").fetchall(), [(1,)])
+                    wait_for(lambda: json.loads(status(a.mountpoint, "--json").stdout)["fenced"],
+                             lease * 3, "the mount to be fenced")
+                    conn.execute("COMMIT")  # it only read: it ends as on a local disk
+                    # A new read needs a claim the fenced mount cannot get: busy, not an I/O error.
+                    with self.assertRaisesRegex(sqlite3.OperationalError, "database is locked"):
+                        fresh.execute("SELECT x FROM t").fetchall()
+                wait_for(lambda: can_write(db, "INSERT INTO t VALUES (2)"), lease * 5,
+                         "writes to work again once the store is back")
+                self.assertEqual(fresh.execute("SELECT x FROM t").fetchall(), [(1,), (2,)])
+            finally:
+                for c in conns:
+                    c.close()
+                stop_all([a])
+
 
 def free_port():
     import socket

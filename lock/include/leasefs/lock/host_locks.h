@@ -36,6 +36,10 @@
 //                   unavailable or fenced -> EAGAIN (SQLite's busy handler retries; EIO here
 //                   would be an I/O error, which corrupts hot-journal handling).
 //   F_SETLK unlock: apply to the table, then report the reduced use (cached claims remain).
+//   F_SETLK downgrade: a lock the owner already holds in that mode or stronger on every byte
+//                   (SQLite's step down to SHARED after EXCLUSIVE or RESERVED) is applied like
+//                   an unlock, with no acquire(): it needs no claim, so it is never refused, not
+//                   even while fenced (a refusal is SQLITE_IOERR_RDLOCK, "disk I/O error").
 //   HELD F_SETLK:   a lock on a database's SQLite bytes that conflicts only with another host
 //                   (acquire() answered busy: its claim, or its writer's priority) is not answered
 //                   EAGAIN at once. Our demand is in the record, and the holder hands the claim
