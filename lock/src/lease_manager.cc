@@ -623,12 +623,28 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   lock.unlock();
   bool held_off = false;
   ClaimResult result = acquire_from_store(name, use, entering, &held_off);
+  lock.lock();
+  // Busy: look again a few times before SQLite's busy handler takes over. Between looks the
+  // database is NOT kept busy: other local requests that the claims cover go ahead, and the
+  // background thread can yield what another host waits for. (Holding it across the sleeps made
+  // every local request and every yield of the database queue behind one waiting request: a
+  // convoy that halved two mounts' throughput, bench/README.md.)
   for (int retry = 0; result == ClaimResult::kBusy && !held_off && retry < config_.busy_retries;
        retry++) {
+    unlock_database(db);
+    lock.unlock();
     std::this_thread::sleep_for(config_.busy_poll);  // real time: the holder is real, too
+    lock.lock();
+    if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
+    // Handed to us meanwhile (the background thread adopted it): no store request.
+    if (!HeldOffByWriter(db.others_want, entering) && Covers(db.claims, use)) {
+      result = ClaimResult::kGranted;
+      break;
+    }
+    lock.unlock();
     result = acquire_from_store(name, use, entering, &held_off);
+    lock.lock();
   }
-  lock.lock();
   if (result == ClaimResult::kGranted) db.use = use;
   if (db.competing) {
     // Demand to poll for a hand-over, or claims others may want: the background thread must

@@ -183,8 +183,13 @@ struct LeaseConfig {
   Duration poll_interval_max = std::chrono::milliseconds(16);
   // On a conflict, look again this many times, busy_poll apart, before answering kBusy: a holder
   // that yields promptly is caught inside the request instead of after SQLite's busy backoff
-  // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock.
-  int busy_retries = 20;
+  // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock. Few: every look is a
+  // store read that the yielding host's write must get past, and the waiting process could
+  // have been asleep instead; 5 (1.25 ms) served two mounts 1.6-1.8x what 20 (5 ms) did
+  // (bench/README.md). Fewer than 5 served more still, but let one host starve the other for
+  // whole seconds: a claim handed to a host whose SQLite is asleep in its busy handler goes
+  // back before it wakes.
+  int busy_retries = 5;
   Duration busy_poll = std::chrono::microseconds(250);
   Duration competition_memory = std::chrono::seconds(5);  // stop polling after this quiet time
   // While holding claims on a database with no competitor seen, look for demand this often: a
