@@ -638,8 +638,12 @@ int HostLocks::admit_transient(const std::string& lease, WriteTicket* ticket) {
   use[static_cast<size_t>(Region::kDms)] = Mode::kNone;  // "open in WAL mode", not a write lock
   for (Mode mode : use) {
     if (mode == Mode::kWrite) {
-      // A local process holds a write lock, yet the host may not write: the lease lapsed.
+      // A local process holds a write lock, yet the host may not write: the lease lapsed. Its
+      // transaction may end without its rollback (that is refused too), leaving a hot journal
+      // after pages it wrote before the deadline: the release of our W claims must say so
+      // (lease_manager.h, HOT JOURNALS: A FENCED WRITER), however well the session recovers.
       counters_.fenced_writes++;
+      leases_->abandon(lease);
       spdlog::warn("fenced: a write to {} refused (the lease deadline passed)", path_of(lease));
       return EIO;
     }

@@ -1018,6 +1018,11 @@ void LeaseManager::relinquish(const std::string& name, const RegionModes& use) {
   release_claims(name, Release::kAll);
 }
 
+void LeaseManager::abandon(const std::string& name) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  databases_[name].abandoned = true;
+}
+
 bool LeaseManager::agree_on_hot_journal(const std::string& name, const std::string& hot) {
   if (hot.empty()) return true;
   {
@@ -1248,7 +1253,9 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
       // A W claim we keep may be written through at any moment (mark_dirty() since our
       // snapshot included): the next release of it must bump the version again.
       if (!AnyWrite(keep)) db.dirty = false;
-      if (abandoned) db.abandoned = false;  // the record now says so (HOT JOURNALS)
+      // The record now says so (HOT JOURNALS), once no W claim is left through which the
+      // abandoned transaction's pages could still reach another host unmarked.
+      if (abandoned && !AnyWrite(keep)) db.abandoned = false;
     }
     if (reason == Release::kAll) {
       stats_.idle_releases++;

@@ -9,6 +9,9 @@ LEASEFS_TEST_HOST_CLIENTS says, with the cache times the failure needs.
 - A hot journal must not be missed: a writer on A spills uncommitted pages into the database
   and is killed; B, whose client still remembers "no -journal" from a read just before, must
   roll the journal back, not read the dead writer's pages.
+- The same for a writer that is fenced mid-transaction after spilling pages: SQLite's commit and
+  rollback are refused, it leaves the journal hot and unlocks, and its session survives to yield
+  its claims normally; B must still find the journal.
 - A stale name must not fail an open: after A deleted a file (a -journal) whose name B's
   client still holds, B creating it must not get ENOENT (SQLite: "unable to open database
   file"). Two ways lead there: B's daemon opens with O_CREAT and the client, holding the name,
@@ -18,6 +21,7 @@ LEASEFS_TEST_HOST_CLIENTS says, with the cache times the failure needs.
   passthrough retries both by name (fuse/src/passthrough.cc: open_or_create,
   through_descriptor).
 """
+import json
 import multiprocessing
 import os
 import signal
@@ -25,10 +29,10 @@ import sqlite3
 import stat
 import unittest
 
-from harness import CachingClient, Mount, become, host_mount, temp_root
+from harness import CachingClient, Mount, become, host_mount, temp_root, wait_for
 from test_cluster import (big_state, connect, create_big, create_counter, end_writer,
-                          run_counter_workload, start_cluster, start_in_transaction, stop_all,
-                          store_option)
+                          run_counter_workload, start_cluster, start_in_transaction, status,
+                          stop_all, store_option, store_outage)
 
 
 def state(path):
@@ -126,6 +130,84 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
                     end_writer(proc)
                 a.stop(check=False)  # killed on purpose; its mount is gone
                 b.stop()
+
+
+FENCED_WRITER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=10")  # a large transaction spills its pages into the database
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("UPDATE big SET v = zeroblob(900) || 'x'")
+print("in-transaction", flush=True)
+sys.stdin.readline()  # the mount is fenced now
+try:
+    conn.execute("UPDATE big SET v = zeroblob(900) || 'y'")  # more spilled pages, refused
+    conn.execute("COMMIT")
+    print("committed", flush=True)
+except sqlite3.Error as e:
+    print(f"failed: {e}", flush=True)
+sys.stdin.readline()
+conn.close()
+"""
+
+
+class FencedWriterBehindACachedAbsence(unittest.TestCase):
+    """A writer whose mount is fenced in the middle of a transaction that already spilled pages
+    into the database: its further writes, and SQLite's rollback of the journal, are refused
+    (EIO), so SQLite leaves a hot journal and unlocks. The session itself survives (the store
+    comes back before anyone declares it dead) and yields the claims normally; B, whose client
+    still caches "no -journal", must find the journal anyway and roll it back."""
+    NEGATIVE_TIMEOUT = 30
+
+    def test_fenced_writer_is_rolled_back_where_the_journal_was_cached_absent(self):
+        lease = 2
+        with temp_root() as root:
+            a, b = start_cluster_with_clients(root, 2, self.NEGATIVE_TIMEOUT, 1,
+                                              "--lease-duration", str(lease))
+            src_db, db_a, db_b = (os.path.join(d, "big.db") for d in (
+                os.path.join(root, "src"), a.mountpoint, b.mountpoint))
+
+            def fenced():
+                return json.loads(status(a.mountpoint, "--json").stdout)["fenced"]
+
+            proc = None
+            try:
+                create_big(db_a)
+                committed = state(db_b)  # B's client now caches "no big.db-journal"
+                self.assertEqual(committed, (400, 400 * 900, "ok"))
+                proc = start_in_transaction(FENCED_WRITER, db_a)
+                with store_outage(root):
+                    wait_for(fenced, lease * 3, "A to be fenced")
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                    outcome = proc.stdout.readline().strip()
+                self.assertTrue(outcome.startswith("failed: disk I/O error"), outcome)
+                proc.stdin.write("close\n")
+                proc.stdin.flush()
+                proc.wait(timeout=30)
+                end_writer(proc)
+                proc = None
+                wait_for(lambda: not fenced(), lease * 5, "A's session to renew")
+                counters = json.loads(status(a.mountpoint, "--json").stdout)
+                # The case at hand: writes were fenced, yet no process closed inside its
+                # transaction and the session was never lost (no relinquish, no reaping).
+                self.assertGreater(counters["locks"]["fenced_writes"], 0, counters)
+                self.assertEqual((counters["locks"]["abandoned_transactions"], counters["dead"],
+                                  counters["stats"]["rejoins"]), (0, False, 0), counters)
+                self.assertTrue(os.path.exists(src_db + "-journal"), "no hot journal was left")
+                self.assertFalse(os.path.exists(os.path.join(b.source, "big.db-journal")),
+                                 "B's client must still cache the journal's absence")
+                try:
+                    seen = state(db_b)
+                except sqlite3.DatabaseError as e:
+                    seen = f"B's read failed: {e}"
+                self.assertEqual((seen, os.path.exists(src_db + "-journal")), (committed, False),
+                                 f"B did not roll the fenced writer's hot journal back "
+                                 f"(A's status: {counters})")
+            finally:
+                if proc is not None:
+                    end_writer(proc)
+                stop_all([a, b])
 
 
 class StaleJournalName(unittest.TestCase):

@@ -435,6 +435,43 @@ TEST_F(LeaseManagerTest, EveryNewMarkIsCheckedEvenByTheHostThatSetIt) {
   EXPECT_EQ(b.listener.revalidations["app.db"], 1);
 }
 
+// HOT JOURNALS, A FENCED WRITER: a write of a local writer was refused (the lease lapsed), so
+// its transaction may end without its rollback. Its session survives and releases its claims as
+// usual, yet every release of a W claim marks the record until the host holds no W claim.
+TEST_F(LeaseManagerTest, FencedWritersReleasesMarkTheRecordHotUntilNoWriteClaimIsLeft) {
+  Host& a = AddHost("a");
+  Host& b = AddHost("b");
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  a.manager->mark_dirty("app.db");
+  a.manager->abandon("app.db");  // a write refused while holding EXCLUSIVE: nothing released
+  EXPECT_EQ(ClaimInStore(a, Region::kShared), Mode::kWrite);
+  auto idle = [&](Host& host, const RegionModes& use) {  // local use drops; idle release
+    host.manager->set_use("app.db", use);
+    clock_.advance(seconds(2));
+    a.manager->tick();
+    b.manager->tick();
+  };
+  // SQLite steps down to RESERVED; B's demand takes W on SHARED, A keeps W on RESERVED: marked.
+  idle(a, kReserved);
+  EXPECT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kBusy);
+  clock_.advance(seconds(1));
+  a.manager->tick();
+  EXPECT_EQ(ClaimInStore(a, Region::kReserved), Mode::kWrite);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 1);
+  idle(b, kNothing);
+  idle(a, kNothing);  // the last W claim goes: marked again
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 2);
+  idle(b, kNothing);
+  // The mark is spent: A's next transaction is clean, and clears the record's mark.
+  ASSERT_EQ(a.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  CommitAndYield(a);
+  idle(a, kNothing);
+  ASSERT_EQ(b.manager->acquire("app.db", kShared), ClaimResult::kGranted);
+  EXPECT_EQ(b.listener.revalidations["app.db"], 2);
+}
+
 TEST_F(LeaseManagerTest, ReapingADeadWritersClaimsMarksTheRecordHot) {
   LeaseConfig config;
   config.lease = seconds(10);

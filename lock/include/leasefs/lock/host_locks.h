@@ -67,8 +67,12 @@
 // not refuse that. Files never locked in SQLite's regions on this host are not fenced.
 //   A write-class operation without the write claim is one of two things. A process of this host
 // holding a lock on the database (SQLite) writes only under its lock, so the claim was lost: the
-// lease lapsed, and the write must fail (EIO). Anything else is a process that holds no lock and
-// removes, renames, truncates or overwrites the file (rm, mv, cp): it is served as on a local
+// lease lapsed, and the write must fail (EIO). Its transaction may then end without its rollback
+// (refused too), after pages it wrote before the deadline: a hot journal, though nothing died.
+// So the database is marked abandoned (LeaseManager::abandon), as a close inside a write
+// transaction marks it, and the release of this host's W claims tells every other host to look
+// for the journal (lease_manager.h, HOT JOURNALS). Anything else is a process that holds no lock
+// and removes, renames, truncates or overwrites the file (rm, mv, cp): it is served as on a local
 // disk, after the host takes the database's write set (PENDING, RESERVED and SHARED as W) for
 // the duration of the operation, waiting for it as a lock would (at most `transient_wait`, then
 // EBUSY; EIO only when the store cannot be reached). Taking the full write set makes every other

@@ -93,12 +93,22 @@
 //   directory's attributes are revalidated, acdirmin 30 s), so a host that looked shortly before
 //   the death may not see the journal and read the dead writer's uncommitted pages. The record
 //   decides instead of the cache: when a W claim is given up by a holder whose transaction did
-//   not end (relinquish() after a local process died mid-write; reaping a dead session's W
-//   claims), the same write sets `hot` to a new unique mark. A host that learns of a claim from a
-//   record carrying a mark it has not yet agreed with calls LeaseListener::revalidate() (forcing
-//   its storage client to look again) before the lock is granted, once per mark. The mark is
+//   not end (relinquish() after a local process died mid-write; abandon() after a local writer's
+//   write was refused because the lease lapsed; reaping a dead session's W claims), the same
+//   write sets `hot` to a new unique mark. A host that learns of a claim from a record carrying
+//   a mark it has not yet agreed with calls LeaseListener::revalidate() (forcing its storage
+//   client to look again) before the lock is granted, once per mark. The mark is
 //   cleared by the next release of a W claim from a host that had agreed with it: that host's
 //   SQLite took SHARED after its view agreed, so it rolled the journal back (or found none).
+//   A FENCED WRITER is a transaction that did not end either, though nobody died: its writes
+//   past the deadline (more pages, the commit, SQLite's own rollback of the journal) are refused,
+//   so SQLite leaves the journal hot and unlocks, after the pages it spilled before the deadline
+//   reached the database. The session may well survive (the next renewal succeeds) and yield its
+//   claims as any other release would, which would tell no other host to look for a journal its
+//   client may cache as absent. So a refused write by a process holding a write lock marks the
+//   database abandoned (abandon()), as relinquish() does, and the mark stays until a release
+//   leaves this host no W claim on the database: every release that drops a W claim until then
+//   sets a new `hot` mark. (A session that is lost instead has its W claims reaped, hot.)
 //   Where the client cannot be made to look again, LeaseConfig::storage_cache_wait makes the host
 //   wait out the client's cache instead (answering busy, so SQLite retries) before it agrees.
 //
@@ -306,6 +316,11 @@ class LeaseManager {
   // host's processes hold now (instead of set_use). Gives up every claim on `db` beyond it now,
   // synchronously (flushed, version bumped if written), marking the record hot (HOT JOURNALS).
   void relinquish(const std::string& db, const RegionModes& use);
+  // A write to `db` by a local process holding a write lock was refused (fenced): its transaction
+  // may end without its rollback. Like relinquish(), makes the release of this host's W claims
+  // mark the record hot (HOT JOURNALS, A FENCED WRITER), but releases nothing now: the process
+  // still holds its locks, and the store may be unreachable.
+  void abandon(const std::string& db);
   // True if this host may write to `db` now: holds W on RESERVED or SHARED (or a WAL write
   // byte or the whole-file region) and is not fenced.
   bool may_write(const std::string& db) const;
@@ -371,8 +386,9 @@ class LeaseManager {
     // A mark being waited out (LeaseConfig::storage_cache_wait): no lock is granted before.
     std::string pending_hot;
     std::optional<TimePoint> hot_wait_until;
-    // A local process died inside a write transaction (relinquish): the release of its W claims
-    // must mark the record hot, whichever release writes it.
+    // A local process died inside a write transaction (relinquish), or a write of a local
+    // writer was refused (abandon): every release of W claims marks the record hot, whichever
+    // release writes it, until one leaves this host no W claim.
     bool abandoned = false;
   };
   enum class Release {
