@@ -195,11 +195,12 @@ struct LeaseConfig {
   // that yields promptly is caught inside the request instead of after SQLite's busy backoff
   // (which sleeps 1, 2, 5, 10... ms). Bounded by count, not by the clock. Few: every look is a
   // store read that the yielding host's write must get past, and the waiting process could
-  // have been asleep instead; 5 (1.25 ms) served two mounts 1.6-1.8x what 20 (5 ms) did
-  // (bench/README.md). Fewer than 5 served more still, but let one host starve the other for
-  // whole seconds: a claim handed to a host whose SQLite is asleep in its busy handler goes
-  // back before it wakes.
-  int busy_retries = 5;
+  // have been asleep instead. 10 (2.5 ms) served two mounts of bench/app.py 618-673 req/s where
+  // 20 (5 ms) served 424-484. Fewer served more still (5: 743-859; 2-3: ~900-1,030) but let
+  // writers starve behind spinning readers (bench/counter.py 6-40 s instead of 6-8) and one host
+  // stall the other for whole seconds: a claim handed to a host whose SQLite is asleep in its
+  // busy handler goes back before it wakes.
+  int busy_retries = 10;
   Duration busy_poll = std::chrono::microseconds(250);
   Duration competition_memory = std::chrono::seconds(5);  // stop polling after this quiet time
   // While holding claims on a database with no competitor seen, look for demand this often: a
