@@ -47,13 +47,17 @@ def start_cluster_with_clients(root, count, negative_timeout, entry_timeout, *ex
                          negative_timeout=negative_timeout, entry_timeout=entry_timeout)
 
 
-SPILLING_WRITER = r"""
+# A writer in the middle of a transaction whose pages have spilled into the database.
+SPILLED_TRANSACTION = r"""
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("PRAGMA cache_size=10")  # a large transaction spills its pages into the database
 conn.execute("BEGIN IMMEDIATE")
 conn.execute("UPDATE big SET v = zeroblob(900) || 'x'")
 print("in-transaction", flush=True)
+"""
+
+SPILLING_WRITER = SPILLED_TRANSACTION + r"""
 sys.stdin.read()  # killed here
 """
 
@@ -132,13 +136,7 @@ class HotJournalBehindACachedAbsence(unittest.TestCase):
                 b.stop()
 
 
-FENCED_WRITER = r"""
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("PRAGMA cache_size=10")  # a large transaction spills its pages into the database
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("UPDATE big SET v = zeroblob(900) || 'x'")
-print("in-transaction", flush=True)
+FENCED_WRITER = SPILLED_TRANSACTION + r"""
 sys.stdin.readline()  # the mount is fenced now
 try:
     conn.execute("UPDATE big SET v = zeroblob(900) || 'y'")  # more spilled pages, refused
