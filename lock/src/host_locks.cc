@@ -104,6 +104,9 @@ std::string DatabaseOfJournal(std::string_view name) {
 // (the reader rolls back, or BEGIN IMMEDIATE starts again from nothing), and so do we. An owner
 // holding nothing (a transaction starting) or holding RESERVED (the cluster's one writer, whom
 // everyone else yields to) may wait.
+// How often a held request asks the store rather than the claims here (retry_waiters).
+constexpr auto kHeldStoreLook = std::chrono::milliseconds(2);
+
 bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
   return !state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) ||
          state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
@@ -404,9 +407,18 @@ void HostLocks::retry_waiters() {
       continue;
     }
     // Held F_SETLK: granted from claims already here, else held on while the wait is still for
-    // another host and the time is not up, else busy after all.
+    // another host and the time is not up, else busy after all. Every kHeldStoreLook it also
+    // goes through the store: a claim handed to us can be yielded again by the background
+    // thread before this thread sees it (the claim was owed to another host, and a held
+    // request is no local use), or be released instead of handed, and then only a request to
+    // the store gets it. Cached retries alone left held writers waiting out their whole hold
+    // with the claim free in the record (issue 12).
     bool holdable = false;
     int err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kCached, &holdable);
+    if (err == EAGAIN && holdable && now >= w.next_store_look && now < *w.held_until) {
+      w.next_store_look = now + kHeldStoreLook;
+      err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kStore, &holdable);
+    }
     if (err == EAGAIN && holdable && now < *w.held_until) {
       still_waiting.push_back(std::move(w));
       continue;

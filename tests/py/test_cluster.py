@@ -414,6 +414,40 @@ class HeldLockRequests(unittest.TestCase):
                 stop_all([a, b])
 
 
+    def test_held_request_takes_over_from_a_dead_holder(self):
+        # A held request must not only wait for a claim to be handed to it: a holder that dies
+        # hands nothing, and only a request to the store reaps its claims (DESIGN 3.4). Held
+        # requests that retried from the claims here alone waited out their whole hold although
+        # the claim was theirs to take after the lease; the same starved held writers under load
+        # (a claim handed to them and yielded again before the retry).
+        lease = 2
+        with temp_root() as root:
+            a, b = start_cluster(root, 2, "--lease-duration", str(lease), "--lock-hold", "20")
+            try:
+                conn_a = connect(os.path.join(a.mountpoint, "h.db"))
+                conn_a.execute("CREATE TABLE t(x)")
+                conn_a.execute("BEGIN IMMEDIATE")  # A's claims stay in the record when it dies
+                conn_a.execute("INSERT INTO t VALUES (1)")
+                a.process.send_signal(signal.SIGKILL)
+                a.process.wait()
+                conn_b = connect(os.path.join(b.mountpoint, "h.db"), timeout=0)
+                started = time.monotonic()
+                conn_b.execute("BEGIN IMMEDIATE")  # one attempt, held in B's daemon
+                waited = time.monotonic() - started
+                conn_b.execute("INSERT INTO t VALUES (2)")
+                conn_b.execute("COMMIT")
+                self.assertEqual(conn_b.execute("SELECT x FROM t").fetchall(), [(2,)])
+                self.assertGreaterEqual(waited, lease * 0.9)
+                self.assertLess(waited, lease * 5, "held past the dead holder's lease")
+                conn_b.close()
+                try:
+                    conn_a.close()
+                except sqlite3.Error:
+                    pass
+            finally:
+                a.stop(check=False)  # killed on purpose; its mount is gone
+                b.stop()
+
 class WalDatabases(unittest.TestCase):
     def test_wal_database_is_open_on_one_host_at_a_time(self):
         with temp_root() as root:

@@ -186,6 +186,9 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     LockCompletion done;
     // A held F_SETLK (answered EAGAIN at this time), rather than an F_SETLKW.
     std::optional<std::chrono::steady_clock::time_point> held_until;
+    // A held request also asks the store now and then, not only the claims here (see
+    // retry_waiters): what it waits for may have come free rather than been handed to us.
+    std::chrono::steady_clock::time_point next_store_look{};
   };
   // How try_set() may get the claims: kStore through acquire() (store I/O), kCached from the
   // claims this host holds already (a held request's retries).
