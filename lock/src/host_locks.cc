@@ -115,9 +115,8 @@ bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
 // Whether `owner` already holds every byte of `range` in `type` or stronger: the request gives
 // it nothing it does not have (a downgrade from W to R, or a lock it holds already), so the
 // host's use can only shrink (see try_set).
-bool OwnerAlreadyHolds(const FileLockState& state, uint64_t owner, LockType type,
-                       LockRange range) {
-  uint64_t covered = range.start;  // every byte below this is held strongly enough
+bool OwnerAlreadyHolds(const FileLockState& state, uint64_t owner, LockType type, LockRange range) {
+  uint64_t covered = range.start;               // every byte below this is held strongly enough
   for (const HeldLock& held : state.locks()) {  // canonical: by owner, then start
     if (held.owner != owner || held.range.end <= covered) continue;
     if (held.range.start > covered) return false;  // a gap

@@ -45,10 +45,13 @@
 //                   EAGAIN at once. Our demand is in the record, and the holder hands the claim
 //                   over when its processes let go; the request waits for that in the daemon, for
 //                   at most `lock_hold`, and is granted the moment the claim arrives
-//                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry).
-//                   SQLite's busy handler would otherwise sleep 1, 2, 5, 10... ms between
-//                   attempts, whatever the handoff took. It never closes a wait cycle: only an
-//                   owner holding nothing (a transaction starting) or holding RESERVED (SQLite's
+//                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry),
+//                   and through the store every 2 ms as well: a claim may come free without
+//                   being handed to us (a dead holder, reaped only by a request to the store; a
+//                   claim handed and yielded again before the retry, a held request being no
+//                   local use). SQLite's busy handler would otherwise sleep 1, 2, 5, 10... ms
+//                   between attempts, whatever the handoff took. It never closes a wait cycle: only
+//                   an owner holding nothing (a transaction starting) or holding RESERVED (SQLite's
 //                   one writer, whom every other host yields to) waits; an owner holding SHARED
 //                   without RESERVED (upgrading to write) gets EAGAIN at once, as on a local disk,
 //                   since the writer that holds RESERVED needs its SHARED gone to commit.
