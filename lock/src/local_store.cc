@@ -202,30 +202,9 @@ class LocalStore final : public LeaseStore {
     return result;
   }
 
-  // Busy waiting (another process's transaction holds the file's lock). SQLite's own handler
-  // (sqlite3_busy_timeout) sleeps 1, 2, 5, 10, ... 100 ms between attempts, but this store's
-  // transactions last tens of microseconds: a write that met a poll's read slept a millisecond
-  // or more for a lock that was free again almost at once, and every handoff between hosts is
-  // such a write, met by the pollers of every waiting host. So look again finely (50 µs at
-  // first, 1 ms at most), never past the caller's deadline. A writer cannot starve: once it
-  // asks for EXCLUSIVE it holds SQLite's PENDING lock, which keeps new readers out.
   void set_busy_timeout(TimePoint deadline) {
-    // SQLite waits in real time; the deadline is on the injected clock.
-    busy_deadline_ =
-        std::chrono::steady_clock::now() +
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::clamp<Duration>(
-            deadline - clock_.now(), Duration::zero(), std::chrono::seconds(60)));
-    sqlite3_busy_handler(db_, &LocalStore::BusyWait, this);
-  }
-
-  static int BusyWait(void* self, int attempts) {
-    const auto deadline = static_cast<LocalStore*>(self)->busy_deadline_;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return 0;  // SQLITE_BUSY: the request is unavailable
-    const std::chrono::microseconds pause{attempts < 40 ? 50 : attempts < 200 ? 200 : 1000};
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
-    return 1;
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.now());
+    sqlite3_busy_timeout(db_, static_cast<int>(std::clamp<int64_t>(remaining.count(), 0, 60000)));
   }
 
   StoreResult unavailable(const char* step) {
@@ -325,7 +304,6 @@ class LocalStore final : public LeaseStore {
   std::atomic<bool> stopping_{false};
   std::thread watcher_;
   std::string reopen_error_;
-  std::chrono::steady_clock::time_point busy_deadline_;  // of the current request (under mutex_)
   const Clock& clock_;
 };
 
