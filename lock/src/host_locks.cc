@@ -96,6 +96,9 @@ std::string DatabaseOfJournal(std::string_view name) {
   return {};
 }
 
+// How often a held request asks the store rather than the claims here (retry_waiters).
+constexpr auto kHeldStoreLook = std::chrono::milliseconds(2);
+
 // HELD F_SETLK (host_locks.h): may `owner`, holding what it holds in `state` (a database file),
 // wait in the daemon for another host? Not while it holds SHARED without RESERVED (a read
 // transaction upgrading to write): the host that holds RESERVED is in a write transaction whose
@@ -104,9 +107,6 @@ std::string DatabaseOfJournal(std::string_view name) {
 // (the reader rolls back, or BEGIN IMMEDIATE starts again from nothing), and so do we. An owner
 // holding nothing (a transaction starting) or holding RESERVED (the cluster's one writer, whom
 // everyone else yields to) may wait.
-// How often a held request asks the store rather than the claims here (retry_waiters).
-constexpr auto kHeldStoreLook = std::chrono::milliseconds(2);
-
 bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
   return !state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) ||
          state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
@@ -307,9 +307,10 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
         entering[static_cast<size_t>(span.region)] = mode;
       }
     }
-    ClaimResult result = attempt == Attempt::kCached
-                             ? leases_->acquire_cached(fi.lease, use, entering)
-                             : leases_->acquire(fi.lease, use, entering);
+    ClaimResult result =
+        attempt == Attempt::kCached      ? leases_->acquire_cached(fi.lease, use, entering)
+        : attempt == Attempt::kStoreOnce ? leases_->acquire_once(fi.lease, use, entering)
+                                         : leases_->acquire(fi.lease, use, entering);
     if (result != ClaimResult::kGranted) {
       if (holdable && result == ClaimResult::kBusy && fi.kind == FileKind::kDatabase &&
           Overlaps(range, {kPendingByte, kSharedEnd})) {
@@ -416,7 +417,7 @@ void HostLocks::retry_waiters() {
     int err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kCached, &holdable);
     if (err == EAGAIN && holdable && now >= w.next_store_look && now < *w.held_until) {
       w.next_store_look = now + kHeldStoreLook;
-      err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kStore, &holdable);
+      err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kStoreOnce, &holdable);
     }
     if (err == EAGAIN && holdable && now < *w.held_until) {
       still_waiting.push_back(std::move(w));

@@ -594,6 +594,16 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
 
 ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& use,
                                   const RegionModes& entering) {
+  return acquire_looking(name, use, entering, config_.busy_retries);
+}
+
+ClaimResult LeaseManager::acquire_once(const std::string& name, const RegionModes& use,
+                                       const RegionModes& entering) {
+  return acquire_looking(name, use, entering, 0);
+}
+
+ClaimResult LeaseManager::acquire_looking(const std::string& name, const RegionModes& use,
+                                          const RegionModes& entering, int looks_again) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (dead_ || clock_.now() >= deadline_ || store_replaced()) return ClaimResult::kFenced;
   Database& db = databases_[name];
@@ -604,9 +614,12 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
     db.hot_wait_until.reset();
     db.agreed_hot = db.pending_hot;
   }
-  // A writer elsewhere waits for what we would enter: the store decides (writer priority).
-  const bool writer_waits = HeldOffByWriter(db.others_want, entering);
-  if (!db.busy && !writer_waits && Covers(db.claims, use)) {
+  // Granted from the claims here, with no store request: they cover the use, and no writer
+  // elsewhere waits for what we would enter (else the store decides: writer priority).
+  auto claims_here_suffice = [&] {
+    return !HeldOffByWriter(db.others_want, entering) && Covers(db.claims, use);
+  };
+  if (!db.busy && claims_here_suffice()) {
     db.use = use;
     return ClaimResult::kGranted;
   }
@@ -615,7 +628,7 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   // store_timeout, and a lock request must be answered kFenced once the session may have lapsed,
   // not when the store lets go.
   if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
-  if (!writer_waits && Covers(db.claims, use)) {  // a concurrent acquire got it while we waited
+  if (claims_here_suffice()) {  // a concurrent acquire got it while we waited
     db.use = use;
     unlock_database(db);
     return ClaimResult::kGranted;
@@ -629,15 +642,13 @@ ClaimResult LeaseManager::acquire(const std::string& name, const RegionModes& us
   // background thread can yield what another host waits for. (Holding it across the sleeps made
   // every local request and every yield of the database queue behind one waiting request: a
   // convoy that halved two mounts' throughput, bench/README.md.)
-  for (int retry = 0; result == ClaimResult::kBusy && !held_off && retry < config_.busy_retries;
-       retry++) {
+  for (int retry = 0; result == ClaimResult::kBusy && !held_off && retry < looks_again; retry++) {
     unlock_database(db);
     lock.unlock();
     std::this_thread::sleep_for(config_.busy_poll);  // real time: the holder is real, too
     lock.lock();
     if (!lock_database_unless_fenced(lock, db)) return ClaimResult::kFenced;
-    // Handed to us meanwhile (the background thread adopted it): no store request.
-    if (!HeldOffByWriter(db.others_want, entering) && Covers(db.claims, use)) {
+    if (claims_here_suffice()) {  // handed to us meanwhile (the background thread adopted it)
       result = ClaimResult::kGranted;
       break;
     }

@@ -193,9 +193,11 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
     // retry_waiters): what it waits for may have come free rather than been handed to us.
     std::chrono::steady_clock::time_point next_store_look{};
   };
-  // How try_set() may get the claims: kStore through acquire() (store I/O), kCached from the
-  // claims this host holds already (a held request's retries).
-  enum class Attempt { kStore, kCached };
+  // How try_set() may get the claims: kStore through acquire() (store I/O, looking again a few
+  // times before busy), kStoreOnce through acquire_once() (one store attempt: a held request's
+  // look at the store, which must not keep the waiter thread from the other waiters), kCached
+  // from the claims this host holds already (a held request's retries).
+  enum class Attempt { kStore, kStoreOnce, kCached };
 
   // Resolves the file's path and lease (cached until forget()).
   FileInfo info(const FileRef& file, bool sqlite_locked);

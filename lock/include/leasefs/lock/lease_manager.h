@@ -292,6 +292,10 @@ class LeaseManager {
   // The same, with `entering` taken as whatever `use` adds to the host's current use (exact
   // when one process per host locks the database, as in tests).
   ClaimResult acquire(const std::string& db, const RegionModes& use);
+  // acquire() with one store attempt, without looking again (busy_retries) before kBusy: for a
+  // held request, whose retries come from the lock layer's own waiter thread.
+  ClaimResult acquire_once(const std::string& db, const RegionModes& use,
+                           const RegionModes& entering);
   // acquire() without store I/O, for a request that already went through acquire() and waits
   // for another host (LeaseListener::claims_changed says when to try again): kGranted if the
   // claims this host holds cover `use` and writer priority lets it in, else kBusy (kFenced when
@@ -404,6 +408,10 @@ class LeaseManager {
   TimePoint session_step();
   // The claims' thread: demand polls, eager handoffs, idle releases, settling unsettled writes.
   TimePoint claims_step();
+  // acquire() and acquire_once(): after a busy store attempt, looks `looks_again` more times
+  // (busy_poll apart) before answering kBusy.
+  ClaimResult acquire_looking(const std::string& db, const RegionModes& use,
+                              const RegionModes& entering, int looks_again);
   ClaimResult acquire_from_store(const std::string& db, const RegionModes& use,
                                  const RegionModes& entering, bool* held_off);
   bool renew();
