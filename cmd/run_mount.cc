@@ -119,6 +119,11 @@ struct Locking {
       config.busy_retries = 3;
       config.busy_poll = std::chrono::milliseconds(3);
       config.claim_write_set = true;
+    } else {
+      // A host busy on a database it holds alone looks for demand this often (the default is
+      // lease / 4: 2.5 s, the first wait of a writer on another host). A local read costs tens
+      // of microseconds; DynamoDB keeps the default, where each look is billed.
+      config.demand_check_interval = std::chrono::milliseconds(100);
     }
     leases = std::make_unique<lock::LeaseManager>(*store, clock, config, *host_locks);
     host_locks->attach(leases.get());

@@ -633,6 +633,10 @@ ClaimResult LeaseManager::acquire_looking(const std::string& name, const RegionM
     unlock_database(db);
     return ClaimResult::kGranted;
   }
+  // The background thread plans no visit to a database where it saw no claims: when this
+  // request brings the first, wake it to plan the idle release and demand checks (else they
+  // waited for its next renewal-paced step, lease / 4: a first writer elsewhere waited 1.5 s).
+  const bool had_claims = AnyHeld(db.claims);
   lock.unlock();
   bool held_off = false;
   ClaimResult result = acquire_from_store(name, use, entering, &held_off);
@@ -657,7 +661,8 @@ ClaimResult LeaseManager::acquire_looking(const std::string& name, const RegionM
     lock.lock();
   }
   if (result == ClaimResult::kGranted) db.use = use;
-  if (db.competing) {
+  note_writer_wait(db, use, result);
+  if (db.competing || (!had_claims && AnyHeld(db.claims))) {
     // Demand to poll for a hand-over, or claims others may want: the background thread must
     // look at this database within poll_interval, whenever it last planned to wake.
     wake_background_ = true;
@@ -675,10 +680,43 @@ ClaimResult LeaseManager::acquire_cached(const std::string& name, const RegionMo
   db.handoff_at.reset();
   if (db.busy || db.hot_wait_until || HeldOffByWriter(db.others_want, entering) ||
       !Covers(db.claims, use)) {
+    note_writer_wait(db, use, ClaimResult::kBusy);
     return ClaimResult::kBusy;
   }
   db.use = use;
+  note_writer_wait(db, use, ClaimResult::kGranted);
   return ClaimResult::kGranted;
+}
+
+void LeaseManager::note_writer_wait(Database& db, const RegionModes& use, ClaimResult result) {
+  if (result == ClaimResult::kGranted) db.writer_wanted = {};
+  // Only a writer's refusals count: a request that wants (or whose owner holds) RESERVED.
+  if (result != ClaimResult::kBusy || use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) {
+    return;
+  }
+  db.writer_wanted = {};
+  for (Region r : {Region::kReserved, Region::kPending, Region::kShared}) {
+    if (use[static_cast<size_t>(r)] == Mode::kWrite) {
+      db.writer_wanted[static_cast<size_t>(r)] = Mode::kWrite;
+    }
+  }
+  db.writer_wanted_until = clock_.now() + config_.writer_claim_keep;
+}
+
+RegionModes LeaseManager::use_to_keep(const Database& db) const {
+  RegionModes keep = db.use;
+  if (clock_.now() >= db.writer_wanted_until) return keep;
+  auto merge = [&](Region r) {
+    const size_t i = static_cast<size_t>(r);
+    keep[i] = std::max(keep[i], db.writer_wanted[i]);
+  };
+  merge(Region::kReserved);
+  // PENDING and SHARED keep readers out: only for a writer that holds RESERVED (committing).
+  if (db.use[static_cast<size_t>(Region::kReserved)] == Mode::kWrite) {
+    merge(Region::kPending);
+    merge(Region::kShared);
+  }
+  return keep;
 }
 
 RegionModes LeaseManager::others_want(const std::string& name) const {
@@ -1085,6 +1123,12 @@ void LeaseManager::set_use(const std::string& name, const RegionModes& use) {
   TimePoint now = clock_.now();
   db.use = use;
   db.last_used = now;
+  // No writer holds RESERVED here (its transaction ended): none waits to commit. (A writer
+  // refused RESERVED itself holds nothing while it sleeps: that wait stays, bounded.)
+  if (use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) {
+    db.writer_wanted[static_cast<size_t>(Region::kPending)] = Mode::kNone;
+    db.writer_wanted[static_cast<size_t>(Region::kShared)] = Mode::kNone;
+  }
   bool wait_for_handoff = false;
   if (AnyHeld(use)) {
     db.handoff_at.reset();
@@ -1162,7 +1206,7 @@ bool LeaseManager::release_claims(const std::string& name, Release reason) {
     bool others_changed;
     {
       std::lock_guard<std::mutex> guard(mutex_);
-      use = db.use;
+      use = use_to_keep(db);
       dirty = db.dirty;
       agreed_hot = db.agreed_hot;
       abandoned = db.abandoned;
@@ -1368,9 +1412,10 @@ TimePoint LeaseManager::claims_step() {
                                     AnyWrite(db.claims) && db.linger == Duration::zero();
         // What others wait for (as last read) and local use no longer needs: yield it now.
         bool owed = false;
+        const RegionModes kept = use_to_keep(db);
         for (size_t i = 0; i < kRegionCount; i++) {
           owed = owed || (Conflicts(db.claims[i], db.others_want[i]) &&
-                          !Conflicts(db.use[i], db.others_want[i]));
+                          !Conflicts(kept[i], db.others_want[i]));
         }
         const Duration poll = handoff_coming ? 10 * poll_period(db) : poll_period(db);
         if (((woken || owed_check) && owed) ||

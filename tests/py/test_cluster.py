@@ -9,6 +9,7 @@ off — must lose updates, so the test is known to be able to fail.
 """
 import contextlib
 import errno
+import fcntl
 import json
 import multiprocessing
 import os
@@ -203,6 +204,9 @@ def counter_value(path):
     return n, check
 
 
+SQLITE_PENDING_BYTE = 0x40000000  # SQLite's lock bytes start here (os_unix.c)
+
+
 class ConcurrencyAcrossMounts(unittest.TestCase):
     def run_mode(self, journal_mode):
         with temp_root() as root:
@@ -351,22 +355,30 @@ class HeldLockRequests(unittest.TestCase):
                 stop_all([a, b])
 
     def test_hold_is_bounded(self):
+        # A process on A holds SQLite's PENDING byte as W (as a writer on its way to EXCLUSIVE
+        # does) and never lets go: B's reader, holding nothing, is held for the whole hold and
+        # then answered busy. (A writer's own RESERVED would not do: B's BEGIN IMMEDIATE takes
+        # SHARED first, and a request holding SHARED is never held.)
         with temp_root() as root:
             a, b = start_cluster(root, 2, "--lock-hold", "0.5")
             try:
-                conn_a = connect(os.path.join(a.mountpoint, "h.db"))
+                path_a = os.path.join(a.mountpoint, "h.db")
+                conn_a = connect(path_a)
                 conn_a.execute("CREATE TABLE t(x)")
+                conn_a.close()
                 conn_b = connect(os.path.join(b.mountpoint, "h.db"), timeout=0)
-                conn_a.execute("BEGIN IMMEDIATE")
-                conn_a.execute("INSERT INTO t VALUES (1)")
-                started = time.monotonic()
-                with self.assertRaisesRegex(sqlite3.OperationalError, "database is locked"):
-                    conn_b.execute("BEGIN IMMEDIATE")
-                waited = time.monotonic() - started
+                fd = os.open(path_a, os.O_RDWR)
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, SQLITE_PENDING_BYTE)
+                    started = time.monotonic()
+                    with self.assertRaisesRegex(sqlite3.OperationalError, "database is locked"):
+                        conn_b.execute("SELECT count(*) FROM t").fetchone()
+                    waited = time.monotonic() - started
+                finally:
+                    os.close(fd)
                 self.assertGreaterEqual(waited, 0.45)
                 self.assertLess(waited, 3)
-                conn_a.execute("COMMIT")
-                conn_a.close()
+                self.assertEqual(conn_b.execute("SELECT count(*) FROM t").fetchone(), (0,))
                 conn_b.close()
             finally:
                 stop_all([a, b])
@@ -772,8 +784,9 @@ def metrics(port):
 
 class StatusAndMetrics(unittest.TestCase):
     def test_lone_mount_costs_the_store_nothing_per_transaction(self):
-        """Steady state on one active mount: store requests are heartbeats (a renewal and a
-        demand check per L/4), never per transaction. Read from the Prometheus endpoint."""
+        """Steady state on one active mount: store requests are heartbeats (a renewal per L/4,
+        a demand check per 100 ms on the local store), never per transaction. Read from the
+        Prometheus endpoint."""
         port = free_port()
         with temp_root() as root:
             (a,) = start_cluster(root, 1, "--metrics-addr", f"127.0.0.1:{port}")
@@ -794,7 +807,8 @@ class StatusAndMetrics(unittest.TestCase):
                 conn.close()
                 requests = after["leasefs_store_requests_total"] - before["leasefs_store_requests_total"]
                 locks = after["leasefs_lock_requests_total"] - before["leasefs_lock_requests_total"]
-                heartbeats = 2 * (int(elapsed / 2.5) + 1)  # L = 10 s: every 2.5 s, two requests
+                # L = 10 s: a renewal every 2.5 s; the local store's demand check every 0.1 s.
+                heartbeats = (int(elapsed / 2.5) + 1) + (int(elapsed / 0.1) + 1)
                 print(f"\n{transactions} tx in {elapsed:.2f} s: {locks:.0f} lock calls, "
                       f"{requests:.0f} store requests (heartbeat bound {heartbeats})")
                 self.assertGreaterEqual(locks, 4 * transactions)

@@ -87,6 +87,22 @@
 //   demand from every record it reads; a refusal always re-reads, so stale knowledge costs one
 //   read.
 //
+// WRITERS' CLAIMS
+//   A writer refused a claim sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms) and asks
+//   again. Its demand makes the other hosts hand the claim over, usually while it sleeps; with
+//   no local use of it, and another host demanding it back, the claim was owed straight back
+//   before the writer woke, and writers starved for seconds (issue 12: BEGIN IMMEDIATE waiting
+//   2.5 s, commits 350 ms, with two workers per host). So a claim handed to us that a local
+//   writer was refused within writer_claim_keep counts as used (use_to_keep):
+//   - RESERVED, for a writer starting (BEGIN IMMEDIATE, or a write in a deferred transaction).
+//     It keeps out only other writers, who could not write before this one anyway.
+//   - PENDING and SHARED as W, for a writer holding RESERVED on its way to EXCLUSIVE: SQLite's
+//     own rule across hosts (a writer that asked for PENDING keeps new readers out until it
+//     commits). There is one RESERVED holder in the cluster, so no two hosts keep these for
+//     each other, and the keep ends when its RESERVED goes.
+//   Each refusal of the writer renews the keep; its grant ends it; a writer that gave up costs
+//   at most writer_claim_keep.
+//
 // HOT JOURNALS
 //   SQLite finds a dead writer's hot journal by looking for the file when it takes SHARED. On
 //   shared storage each host's client caches names (NFS keeps "no such file" until the
@@ -219,6 +235,10 @@ struct LeaseConfig {
   // How long an unlock that starts an eager handoff waits for the yield to be written (see
   // set_use). Bounds what a slow or unreachable store adds to a local unlock.
   Duration handoff_wait = std::chrono::milliseconds(100);
+  // Claims handed to this host for a local writer asleep in SQLite's busy handler are kept for
+  // it this long after its last refused request (see WRITERS' CLAIMS). SQLite's longest busy
+  // sleep is 100 ms; the bound matters only for a writer that gave up.
+  Duration writer_claim_keep = std::chrono::milliseconds(250);
   // For storage clients that cannot be made to look again (HOT JOURNALS: neither a forced
   // attribute refresh nor a rename-target lookup reaches their name cache): after a writer died,
   // grant no lock on the database for this long (the client's negative-cache lifetime), answering
@@ -395,6 +415,10 @@ class LeaseManager {
     // writer was refused (abandon): every release of W claims marks the record hot, whichever
     // release writes it, until one leaves this host no W claim.
     bool abandoned = false;
+    // WRITERS' CLAIMS: what a local writer was last refused (RESERVED, PENDING, SHARED as W),
+    // and until when such a claim handed to us is kept for it.
+    RegionModes writer_wanted{};
+    TimePoint writer_wanted_until;
   };
   enum class Release {
     kAll,     // everything beyond local use (idle release, relinquish, stop)
@@ -408,6 +432,12 @@ class LeaseManager {
   TimePoint session_step();
   // The claims' thread: demand polls, eager handoffs, idle releases, settling unsettled writes.
   TimePoint claims_step();
+  // What release and the owed-yield decision must keep of `db`'s claims: the local use, and
+  // while it lasts what a local writer waits for (WRITERS' CLAIMS).
+  RegionModes use_to_keep(const Database& db) const;
+  // After acquire() or acquire_cached() answered `result` for `use`: records or forgets what a
+  // local writer waits for (WRITERS' CLAIMS).
+  void note_writer_wait(Database& db, const RegionModes& use, ClaimResult result);
   // acquire() and acquire_once(): after a busy store attempt, looks `looks_again` more times
   // (busy_poll apart) before answering kBusy.
   ClaimResult acquire_looking(const std::string& db, const RegionModes& use,
