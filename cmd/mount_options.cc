@@ -172,6 +172,12 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
                   "Seconds a lock request that waits for another host is held in the daemon "
                   "before SQLite is told busy (default 0: busy at once)")
       ->check(Seconds(0, 60));
+  command
+      .add_option("--local-lock-hold", o.local_lock_hold,
+                  "Seconds a lock request that waits for another process on this host is held "
+                  "in the daemon, and granted the moment that lock goes, before SQLite is told "
+                  "busy (default 0.02; 0: busy at once, as on a local disk)")
+      ->check(Seconds(0, 60));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command
       .add_option("--metrics-addr", o.metrics_addr,

@@ -99,7 +99,9 @@ struct Locking {
     if (!store) return false;
     host_locks = std::make_unique<lock::HostLocks>(
         o.source, lease_namespace + "/", nullptr, std::chrono::seconds(10),
-        std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lock_hold)));
+        std::chrono::duration_cast<lock::Duration>(std::chrono::duration<double>(o.lock_hold)),
+        std::chrono::duration_cast<lock::Duration>(
+            std::chrono::duration<double>(o.local_lock_hold)));
     lock::LeaseConfig config;
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);

@@ -100,14 +100,16 @@ std::string DatabaseOfJournal(std::string_view name) {
 constexpr auto kHeldStoreLook = std::chrono::milliseconds(2);
 
 // HELD F_SETLK (host_locks.h): may `owner`, holding what it holds in `state` (a database file),
-// wait in the daemon for another host? Not while it holds SHARED without RESERVED (a read
-// transaction upgrading to write): the host that holds RESERVED is in a write transaction whose
-// commit needs our SHARED gone, so the wait could only end when that writer gives up, and it
-// holds that writer up meanwhile. SQLite on one disk answers such an upgrade SQLITE_BUSY at once
-// (the reader rolls back, or BEGIN IMMEDIATE starts again from nothing), and so do we. An owner
-// holding nothing (a transaction starting) or holding RESERVED (the cluster's one writer, whom
-// everyone else yields to) may wait.
-bool MayWaitForAnotherHost(const FileLockState& state, uint64_t owner) {
+// wait in the daemon for a conflicting lock to go, here or on another host? Not while it holds
+// SHARED without RESERVED (a read transaction upgrading to write): the owner of RESERVED is in a
+// write transaction whose commit needs our SHARED gone, so the wait could only end when that
+// writer gives up, and it holds that writer up meanwhile. SQLite on one disk answers such an
+// upgrade SQLITE_BUSY at once (the reader rolls back, or BEGIN IMMEDIATE starts again from
+// nothing), and so do we. An owner holding nothing (a transaction starting) or holding RESERVED
+// (the one writer, whom everyone else yields to) may wait: an owner holding nothing blocks
+// nobody, and RESERVED's owner waits only for SHARED owners, who never wait, so no wait closes a
+// cycle.
+bool MayBeHeld(const FileLockState& state, uint64_t owner) {
   return !state.owner_holds_in(owner, {kSharedFirst, kSharedEnd}) ||
          state.owner_holds_in(owner, {kPendingByte + 1, kPendingByte + 2});
 }
@@ -129,12 +131,13 @@ bool OwnerAlreadyHolds(const FileLockState& state, uint64_t owner, LockType type
 }  // namespace
 
 HostLocks::HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
-                     Duration transient_wait, Duration lock_hold)
+                     Duration transient_wait, Duration lock_hold, Duration local_lock_hold)
     : source_(std::move(source)),
       namespace_(std::move(lease_namespace)),
       invalidator_(invalidator),
       transient_wait_(transient_wait),
-      lock_hold_(lock_hold) {}
+      lock_hold_(lock_hold),
+      local_lock_hold_(local_lock_hold) {}
 
 HostLocks::~HostLocks() {
   stop();
@@ -259,8 +262,8 @@ RegionModes HostLocks::use_of(DatabaseLocks& db) const {
 }
 
 int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
-                       const struct flock& request, Attempt attempt, bool* holdable) {
-  if (holdable) *holdable = false;
+                       const struct flock& request, Attempt attempt, Duration* hold_for) {
+  if (hold_for) *hold_for = Duration::zero();
   LockRange range;
   if (int err = RangeFromFlock(request, &range)) return err;
   const bool sqlite_range = Overlaps(range, {kPendingByte, kSharedEnd});
@@ -277,7 +280,13 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
     return 0;
   }
   const LockType type = request.l_type == F_WRLCK ? LockType::kWrite : LockType::kRead;
-  if (state.conflict(owner, type, range)) return EAGAIN;
+  if (state.conflict(owner, type, range)) {
+    // Another local owner's lock: held as well (HELD F_SETLK), woken by its unlock.
+    if (hold_for && fi.kind == FileKind::kDatabase && sqlite_range && MayBeHeld(state, owner)) {
+      *hold_for = local_lock_hold_;
+    }
+    return EAGAIN;
+  }
   const uint32_t pid = static_cast<uint32_t>(request.l_pid);
   if (leases_ && OwnerAlreadyHolds(state, owner, type, range)) {
     // A downgrade needs no claim, and must not be refused. SQLite steps down from EXCLUSIVE or
@@ -312,14 +321,13 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
         : attempt == Attempt::kStoreOnce ? leases_->acquire_once(fi.lease, use, entering)
                                          : leases_->acquire(fi.lease, use, entering);
     if (result != ClaimResult::kGranted) {
-      if (holdable && result == ClaimResult::kBusy && fi.kind == FileKind::kDatabase &&
-          Overlaps(range, {kPendingByte, kSharedEnd})) {
-        // Not while another host has the database open in WAL mode (its DMS claim): SQLite
-        // could then only go on to meet that claim at the -shm, where it retries on its own
-        // for ~10 s and gives up with SQLITE_PROTOCOL (WAL across hosts: not yet).
-        *holdable =
-            MayWaitForAnotherHost(state, owner) &&
-            leases_->others_hold(fi.lease)[static_cast<size_t>(Region::kDms)] == Mode::kNone;
+      if (hold_for && result == ClaimResult::kBusy && fi.kind == FileKind::kDatabase &&
+          sqlite_range && MayBeHeld(state, owner) &&
+          // Not while another host has the database open in WAL mode (its DMS claim): SQLite
+          // could then only go on to meet that claim at the -shm, where it retries on its own
+          // for ~10 s and gives up with SQLITE_PROTOCOL (WAL across hosts: not yet).
+          leases_->others_hold(fi.lease)[static_cast<size_t>(Region::kDms)] == Mode::kNone) {
+        *hold_for = lock_hold_;
       }
       return EAGAIN;
     }
@@ -332,11 +340,11 @@ int HostLocks::try_set(const FileRef& file, uint64_t owner, uint64_t handle,
 void HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
                          const struct flock& lock, bool wait, uint64_t wait_id,
                          LockCompletion done) {
-  bool holdable = false;
-  int err = try_set(file, owner, handle, lock, Attempt::kStore, &holdable);
+  Duration hold_for{};
+  int err = try_set(file, owner, handle, lock, Attempt::kStore, &hold_for);
   counters_.setlk++;
   if (lock.l_type == F_UNLCK) note_locks_changed();
-  const bool hold = err == EAGAIN && !wait && holdable && lock_hold_ > Duration::zero();
+  const bool hold = err == EAGAIN && !wait && hold_for > Duration::zero();
   if (err == EAGAIN && !hold) counters_.setlk_busy++;
   if (err == EAGAIN && wait) counters_.setlkw_waits++;
   if (hold) counters_.setlk_held++;
@@ -351,7 +359,7 @@ void HostLocks::set_lock(const FileRef& file, uint64_t owner, uint64_t handle,
     return;
   }
   Waiter waiter{wait_id, file, owner, handle, lock, std::move(done), std::nullopt};
-  if (hold) waiter.held_until = std::chrono::steady_clock::now() + lock_hold_;
+  if (hold) waiter.held_until = std::chrono::steady_clock::now() + hold_for;
   waiters_.push_back(std::move(waiter));
   // An unlock between try_set() and here saw no waiter and woke no one: retry once regardless.
   locks_changed_ = true;
@@ -413,13 +421,18 @@ void HostLocks::retry_waiters() {
     // request is no local use), or be released instead of handed, and then only a request to
     // the store gets it. Cached retries alone left held writers waiting out their whole hold
     // with the claim free in the record (issue 12).
-    bool holdable = false;
-    int err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kCached, &holdable);
-    if (err == EAGAIN && holdable && now >= w.next_store_look && now < *w.held_until) {
+    // Held until its first deadline, whatever it waits for now (a local lock, then a claim).
+    // Before a busy answer it asks the store once, as a new request would: a request held for
+    // a local lock that went may now need claims that are not here (not held for another host
+    // with lock_hold 0, it would be answered busy without ever asking).
+    Duration hold_for{};
+    int err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kCached, &hold_for);
+    if (err == EAGAIN && now < *w.held_until &&
+        (hold_for == Duration::zero() || now >= w.next_store_look)) {
       w.next_store_look = now + kHeldStoreLook;
-      err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kStoreOnce, &holdable);
+      err = try_set(w.file, w.owner, w.handle, w.lock, Attempt::kStoreOnce, &hold_for);
     }
-    if (err == EAGAIN && holdable && now < *w.held_until) {
+    if (err == EAGAIN && hold_for > Duration::zero() && now < *w.held_until) {
       still_waiting.push_back(std::move(w));
       continue;
     }

@@ -206,6 +206,54 @@ def counter_value(path):
 
 SQLITE_PENDING_BYTE = 0x40000000  # SQLite's lock bytes start here (os_unix.c)
 
+# A writer in its own process (POSIX locks are per process): BEGIN IMMEDIATE and an INSERT,
+# "reserved" on stdout, then COMMIT, which waits (busy timeout 30 s) for readers' SHARED.
+LOCAL_WRITER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO t VALUES (1)")
+print("reserved", flush=True)
+conn.execute("COMMIT")
+"""
+
+
+class LockHolder:
+    """A process holding a write lock on one byte of `path` until release() (or the block's
+    end): POSIX locks belong to processes, so a lock of this one would not conflict with the
+    test's own SQLite connections."""
+
+    def __init__(self, path, offset):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c",
+             "import fcntl, os, sys\n"
+             "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))\n"
+             "print('locked', flush=True)\n"
+             "sys.stdin.readline()\n",
+             path, str(offset)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.process.stdout.readline().strip() != "locked":
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("the lock holder could not take its lock")
+
+    def release(self):
+        if self.process.poll() is None:
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            self.process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+
 
 class ConcurrencyAcrossMounts(unittest.TestCase):
     def run_mode(self, journal_mode):
@@ -425,6 +473,72 @@ class HeldLockRequests(unittest.TestCase):
             finally:
                 stop_all([a, b])
 
+
+    def test_request_behind_a_local_lock_is_held_until_it_goes(self):
+        # Another process on the SAME mount holds SQLite's PENDING byte as W (a writer on its way
+        # to EXCLUSIVE): a reader holding nothing is held and let in the moment it goes, not
+        # answered busy at once (its busy handler would sleep 1, 2, 5... ms, and with
+        # busy_timeout 0 fail).
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1, "--local-lock-hold", "5")
+            try:
+                path = os.path.join(a.mountpoint, "h.db")
+                conn = connect(path)
+                conn.execute("CREATE TABLE t(x)")
+                conn.close()
+                reader = connect(path, timeout=0)
+                try:
+                    with LockHolder(path, SQLITE_PENDING_BYTE) as holder:
+                        started = time.monotonic()
+                        release = threading.Timer(0.4, holder.release)
+                        release.start()
+                        try:
+                            self.assertEqual(reader.execute("SELECT count(*) FROM t").fetchone(),
+                                             (0,))
+                            waited = time.monotonic() - started
+                        finally:
+                            release.join()
+                finally:
+                    reader.close()
+                self.assertGreaterEqual(waited, 0.35)
+                self.assertLess(waited, 4, "not granted when the local lock went")
+            finally:
+                stop_all([a])
+
+    def test_local_reader_upgrading_is_not_held(self):
+        # test_reader_upgrading_does_not_hold_up_the_writer on one mount: the writer is another
+        # process here, and its RESERVED a local lock. The reader's upgrade must get "database
+        # is locked" at once, or the writer's COMMIT (waiting for the reader's SHARED) and the
+        # reader's upgrade (waiting for the writer's RESERVED) would wait for each other.
+        with temp_root() as root:
+            (a,) = start_cluster(root, 1, "--local-lock-hold", "10")
+            try:
+                path = os.path.join(a.mountpoint, "h.db")
+                conn = connect(path, timeout=0)
+                conn.execute("CREATE TABLE t(x)")
+                conn.execute("INSERT INTO t VALUES (0)")
+                conn.execute("BEGIN")
+                self.assertEqual(conn.execute("SELECT count(*) FROM t").fetchone(), (1,))
+                writer = subprocess.Popen(
+                    [sys.executable, "-c", LOCAL_WRITER, path], stdout=subprocess.PIPE, text=True)
+                try:
+                    self.assertEqual(writer.stdout.readline().strip(), "reserved")
+                    started = time.monotonic()
+                    with self.assertRaisesRegex(sqlite3.OperationalError, "database is locked"):
+                        conn.execute("INSERT INTO t VALUES (2)")
+                    refused = time.monotonic() - started
+                    conn.execute("ROLLBACK")
+                    self.assertEqual(writer.wait(timeout=60), 0)
+                finally:
+                    if writer.poll() is None:
+                        writer.kill()
+                        writer.wait()
+                    writer.stdout.close()
+                self.assertLess(refused, 5, "the upgrade was held while the writer waited for it")
+                self.assertEqual(conn.execute("SELECT count(*) FROM t").fetchone(), (2,))
+                conn.close()
+            finally:
+                stop_all([a])
 
     def test_held_request_takes_over_from_a_dead_holder(self):
         # A held request must not only wait for a claim to be handed to it: a holder that dies

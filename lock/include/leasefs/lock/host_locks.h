@@ -40,21 +40,22 @@
 //                   (SQLite's step down to SHARED after EXCLUSIVE or RESERVED) is applied like
 //                   an unlock, with no acquire(): it needs no claim, so it is never refused, not
 //                   even while fenced (a refusal is SQLITE_IOERR_RDLOCK, "disk I/O error").
-//   HELD F_SETLK:   a lock on a database's SQLite bytes that conflicts only with another host
-//                   (acquire() answered busy: its claim, or its writer's priority) is not answered
-//                   EAGAIN at once. Our demand is in the record, and the holder hands the claim
-//                   over when its processes let go; the request waits for that in the daemon, for
-//                   at most `lock_hold`, and is granted the moment the claim arrives
-//                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry),
-//                   and through the store every 2 ms as well: a claim may come free without
-//                   being handed to us (a dead holder, reaped only by a request to the store; a
-//                   claim handed and yielded again before the retry, a held request being no
-//                   local use). SQLite's busy handler would otherwise sleep 1, 2, 5, 10... ms
-//                   between attempts, whatever the handoff took. It never closes a wait cycle: only
-//                   an owner holding nothing (a transaction starting) or holding RESERVED (SQLite's
-//                   one writer, whom every other host yields to) waits; an owner holding SHARED
-//                   without RESERVED (upgrading to write) gets EAGAIN at once, as on a local disk,
-//                   since the writer that holds RESERVED needs its SHARED gone to commit.
+//   HELD F_SETLK:   a lock on a database's SQLite bytes that conflicts with another local
+//                   owner's lock, or only with another host (acquire() answered busy: its claim,
+//                   or its writer's priority), is not answered EAGAIN at once. It waits in the
+//                   daemon, for at most `lock_hold`, and is granted the moment it can be: a
+//                   local unlock wakes it; for another host, our demand is in the record and the
+//                   holder hands the claim over when its processes let go
+//                   (LeaseListener::claims_changed, acquire_cached: no store I/O per retry), and
+//                   it asks the store every 2 ms as well: a claim may come free without being
+//                   handed to us (a dead holder, reaped only by a request to the store; a claim
+//                   handed and yielded again before the retry). SQLite's busy handler would
+//                   otherwise sleep 1, 2, 5, 10... ms between attempts, whatever the wait took.
+//                   It never closes a wait cycle: only an owner holding nothing (a transaction
+//                   starting) or holding RESERVED (SQLite's one writer, whom everyone else
+//                   yields to) waits; an owner holding SHARED without RESERVED (upgrading to
+//                   write) gets EAGAIN at once, as on a local disk, since the writer that holds
+//                   RESERVED needs its SHARED gone to commit.
 //   F_SETLKW:       as F_SETLK, but instead of EAGAIN the request waits, re-tried when local
 //                   locks change and every 10 ms, until granted or cancelled (EINTR).
 //   F_GETLK:        a conflicting local lock, else a conflicting claim of another live host.
@@ -105,11 +106,12 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   // `source` is the absolute backing directory; `invalidator` drops kernel caches (fuse/).
   // `transient_wait` bounds how long a write by a process holding no lock waits for the claim
   // it needs (see FENCING).
-  // `lock_hold` bounds how long an F_SETLK waiting for another host is held (HELD F_SETLK);
-  // zero answers EAGAIN at once.
+  // `lock_hold` bounds how long an F_SETLK waiting for another host is held, and
+  // `local_lock_hold` one waiting for another local process (HELD F_SETLK); zero answers EAGAIN
+  // at once.
   HostLocks(std::string source, std::string lease_namespace, CacheInvalidator* invalidator,
             Duration transient_wait = std::chrono::seconds(10),
-            Duration lock_hold = Duration::zero());
+            Duration lock_hold = Duration::zero(), Duration local_lock_hold = Duration::zero());
   ~HostLocks() override;
 
   // Set before the first request (the manager needs this object as its listener first, and the
@@ -125,7 +127,9 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   void set_lock(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
                 bool wait, uint64_t wait_id, LockCompletion done) override;
   void cancel_wait(uint64_t wait_id) override;
-  bool may_wait(bool wait) const override { return wait || lock_hold_ > Duration::zero(); }
+  bool may_wait(bool wait) const override {
+    return wait || lock_hold_ > Duration::zero() || local_lock_hold_ > Duration::zero();
+  }
   void release_owner(const FileRef& file, uint64_t owner) override;
   void release_handle(const FileRef& file, uint64_t handle) override;
   void forget(const FileRef& file) override;
@@ -216,10 +220,11 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   int admit_transient(const std::string& lease, WriteTicket* ticket);
   DatabaseLocks& database(const std::string& name);
   RegionModes use_of(DatabaseLocks& db) const;
-  // One attempt: 0 granted, EAGAIN busy/conflict, or another errno. *holdable (if given) is set
-  // when the EAGAIN is a wait for another host that may be held (HELD F_SETLK).
+  // One attempt: 0 granted, EAGAIN busy/conflict, or another errno. *hold_for (if given) is how
+  // long the EAGAIN's wait may be held (HELD F_SETLK: lock_hold for another host,
+  // local_lock_hold for a local owner), zero if it may not.
   int try_set(const FileRef& file, uint64_t owner, uint64_t handle, const struct flock& lock,
-              Attempt attempt = Attempt::kStore, bool* holdable = nullptr);
+              Attempt attempt = Attempt::kStore, Duration* hold_for = nullptr);
   void retry_waiters();
   // Debug log: a held request answered busy after all, and what the claims looked like.
   void log_unserved(const Waiter& w);
@@ -230,6 +235,7 @@ class HostLocks final : public FileLocks, public WriteGate, public LeaseListener
   CacheInvalidator* invalidator_;
   const Duration transient_wait_;
   const Duration lock_hold_;
+  const Duration local_lock_hold_;
   LeaseManager* leases_ = nullptr;
 
   mutable std::mutex mutex_;  // guards the maps below (never held across a lease operation)
