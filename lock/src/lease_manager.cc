@@ -689,33 +689,28 @@ ClaimResult LeaseManager::acquire_cached(const std::string& name, const RegionMo
 }
 
 void LeaseManager::note_writer_wait(Database& db, const RegionModes& use, ClaimResult result) {
+  auto mode = [&](Region r) { return use[static_cast<size_t>(r)]; };
   if (result == ClaimResult::kGranted) db.writer_wanted = {};
-  // Only a writer's refusals count: a request that wants (or whose owner holds) RESERVED.
-  if (result != ClaimResult::kBusy || use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) {
+  // Only a committing writer's refusals count: RESERVED held, PENDING or SHARED asked as W.
+  if (result != ClaimResult::kBusy || mode(Region::kReserved) != Mode::kWrite ||
+      (mode(Region::kPending) != Mode::kWrite && mode(Region::kShared) != Mode::kWrite)) {
     return;
   }
   db.writer_wanted = {};
-  for (Region r : {Region::kReserved, Region::kPending, Region::kShared}) {
-    if (use[static_cast<size_t>(r)] == Mode::kWrite) {
-      db.writer_wanted[static_cast<size_t>(r)] = Mode::kWrite;
-    }
+  for (Region r : {Region::kPending, Region::kShared}) {
+    if (mode(r) == Mode::kWrite) db.writer_wanted[static_cast<size_t>(r)] = Mode::kWrite;
   }
   db.writer_wanted_until = clock_.now() + config_.writer_claim_keep;
 }
 
 RegionModes LeaseManager::use_to_keep(const Database& db) const {
   RegionModes keep = db.use;
-  if (clock_.now() >= db.writer_wanted_until) return keep;
-  auto merge = [&](Region r) {
-    const size_t i = static_cast<size_t>(r);
-    keep[i] = std::max(keep[i], db.writer_wanted[i]);
-  };
-  merge(Region::kReserved);
-  // PENDING and SHARED keep readers out: only for a writer that holds RESERVED (committing).
-  if (db.use[static_cast<size_t>(Region::kReserved)] == Mode::kWrite) {
-    merge(Region::kPending);
-    merge(Region::kShared);
+  // Only while the writer still holds RESERVED: its transaction is not over.
+  if (clock_.now() >= db.writer_wanted_until ||
+      db.use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) {
+    return keep;
   }
+  for (size_t i = 0; i < kRegionCount; i++) keep[i] = std::max(keep[i], db.writer_wanted[i]);
   return keep;
 }
 
@@ -1123,12 +1118,8 @@ void LeaseManager::set_use(const std::string& name, const RegionModes& use) {
   TimePoint now = clock_.now();
   db.use = use;
   db.last_used = now;
-  // No writer holds RESERVED here (its transaction ended): none waits to commit. (A writer
-  // refused RESERVED itself holds nothing while it sleeps: that wait stays, bounded.)
-  if (use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) {
-    db.writer_wanted[static_cast<size_t>(Region::kPending)] = Mode::kNone;
-    db.writer_wanted[static_cast<size_t>(Region::kShared)] = Mode::kNone;
-  }
+  // No writer holds RESERVED here (its transaction ended): none waits to commit.
+  if (use[static_cast<size_t>(Region::kReserved)] != Mode::kWrite) db.writer_wanted = {};
   bool wait_for_handoff = false;
   if (AnyHeld(use)) {
     db.handoff_at.reset();

@@ -88,20 +88,20 @@
 //   read.
 //
 // WRITERS' CLAIMS
-//   A writer refused a claim sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms) and asks
-//   again. Its demand makes the other hosts hand the claim over, usually while it sleeps; with
-//   no local use of it, and another host demanding it back, the claim was owed straight back
-//   before the writer woke, and writers starved for seconds (issue 12: BEGIN IMMEDIATE waiting
-//   2.5 s, commits 350 ms, with two workers per host). So a claim handed to us that a local
-//   writer was refused within writer_claim_keep counts as used (use_to_keep):
-//   - RESERVED, for a writer starting (BEGIN IMMEDIATE, or a write in a deferred transaction).
-//     It keeps out only other writers, who could not write before this one anyway.
-//   - PENDING and SHARED as W, for a writer holding RESERVED on its way to EXCLUSIVE: SQLite's
-//     own rule across hosts (a writer that asked for PENDING keeps new readers out until it
-//     commits). There is one RESERVED holder in the cluster, so no two hosts keep these for
-//     each other, and the keep ends when its RESERVED goes.
-//   Each refusal of the writer renews the keep; its grant ends it; a writer that gave up costs
-//   at most writer_claim_keep.
+//   A writer holding RESERVED that is refused PENDING or SHARED as W on its way to EXCLUSIVE
+//   (other hosts' readers hold them) sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms) and
+//   asks again. Its demand makes the readers' hosts drain and hand the claims over, usually
+//   while it sleeps; with no local use of them, and the readers' hosts demanding them back, they
+//   were owed straight back before it woke, over and over (issue 12: commits of 350 ms to 2.8 s
+//   with one writer and one reader per host, bench/write_phases.py). So while a local writer
+//   holding RESERVED waits for them (writer_wanted, renewed by each refusal, bounded by
+//   writer_claim_keep), handed PENDING and SHARED claims count as used (use_to_keep). This is
+//   SQLite's own rule across hosts: a writer that has asked for PENDING keeps new readers out
+//   until it commits. There is one RESERVED holder in the cluster, so no two hosts keep claims
+//   for each other; a grant, or its RESERVED going, ends the keep. (Keeping RESERVED the same way
+//   for a writer refused at BEGIN cost three mounts of bench/app.py half their throughput, with
+//   writes failing after their 5 s busy timeout: the use that decides is the host's, so any
+//   refusal on a host with a writer renewed the keep.)
 //
 // HOT JOURNALS
 //   SQLite finds a dead writer's hot journal by looking for the file when it takes SHARED. On
@@ -235,9 +235,9 @@ struct LeaseConfig {
   // How long an unlock that starts an eager handoff waits for the yield to be written (see
   // set_use). Bounds what a slow or unreachable store adds to a local unlock.
   Duration handoff_wait = std::chrono::milliseconds(100);
-  // Claims handed to this host for a local writer asleep in SQLite's busy handler are kept for
-  // it this long after its last refused request (see WRITERS' CLAIMS). SQLite's longest busy
-  // sleep is 100 ms; the bound matters only for a writer that gave up.
+  // PENDING and SHARED handed to this host for a local writer holding RESERVED, asleep in
+  // SQLite's busy handler, are kept for it this long after its last refused request (see
+  // WRITERS' CLAIMS). SQLite's longest busy sleep is 100 ms.
   Duration writer_claim_keep = std::chrono::milliseconds(250);
   // For storage clients that cannot be made to look again (HOT JOURNALS: neither a forced
   // attribute refresh nor a rename-target lookup reaches their name cache): after a writer died,
@@ -415,8 +415,8 @@ class LeaseManager {
     // writer was refused (abandon): every release of W claims marks the record hot, whichever
     // release writes it, until one leaves this host no W claim.
     bool abandoned = false;
-    // WRITERS' CLAIMS: what a local writer was last refused (RESERVED, PENDING, SHARED as W),
-    // and until when such a claim handed to us is kept for it.
+    // WRITERS' CLAIMS: what a local writer holding RESERVED was last refused (PENDING, SHARED
+    // as W), and until when such a claim handed to us is kept for it.
     RegionModes writer_wanted{};
     TimePoint writer_wanted_until;
   };
