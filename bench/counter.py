@@ -12,34 +12,24 @@ integrity_check ok.
 Arguments after `--` go to every `leasefs mount` (e.g. `-- --lock-hold 0.25`). Compare
 binaries by running it once per --build-dir, side by side on a quiet machine.
 """
-import argparse
 import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from cluster_bench import parse_command_line
 
 
-def main():
-    argv = sys.argv[1:]
-    mount_args = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, mount_args = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build-dir", required=True, help="where leasefs is (DIR/leasefs)")
+def add_arguments(parser):
     parser.add_argument("--mounts", type=int, default=3)
     parser.add_argument("--per-writer", type=int, default=40, help="increments per writer")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--journal-mode", default="delete")
-    args = parser.parse_args(argv)
-    binary = os.path.abspath(os.path.join(args.build_dir, "leasefs"))
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"counter.py: no leasefs binary at {binary}")
+
+
+def main():
+    args, mount_args, binary = parse_command_line(__doc__, add_arguments)
     if args.mounts < 1 or args.per_writer < 1 or args.repeat < 1:
         sys.exit("counter.py: --mounts, --per-writer and --repeat must be at least 1")
-    os.environ["LEASEFS_BIN"] = binary
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "py"))
     from harness import temp_root
     from test_cluster import (counter_value, create_counter, run_counter_workload,
                               start_cluster, stop_all)

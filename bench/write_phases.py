@@ -16,7 +16,6 @@ The trace behind DESIGN 3.5 "Writers' claims": with a build from before them, CO
 350-660 ms and the first BEGIN on the second mount took 1.5 s every run; after, both stayed under
 0.2 s. Arguments after `--` go to every `leasefs mount`.
 """
-import argparse
 import multiprocessing
 import os
 import shutil
@@ -24,7 +23,7 @@ import sqlite3
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from cluster_bench import parse_command_line
 
 
 def reader(path, stop):
@@ -64,26 +63,17 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(p * len(values)))]
 
 
-def main():
-    argv = sys.argv[1:]
-    mount_args = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, mount_args = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build-dir", required=True, help="where leasefs is (DIR/leasefs)")
+def add_arguments(parser):
     parser.add_argument("--writes", type=int, default=300, help="write transactions per writer")
     parser.add_argument("--pause-ms", type=float, default=30, help="sleep after each commit")
     parser.add_argument("--slow-ms", type=float, default=300, help="list transactions slower")
     parser.add_argument("--keep-logs", help="copy the mounts' daemon logs into this directory")
-    args = parser.parse_args(argv)
-    binary = os.path.abspath(os.path.join(args.build_dir, "leasefs"))
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"write_phases.py: no leasefs binary at {binary}")
+
+
+def main():
+    args, mount_args, binary = parse_command_line(__doc__, add_arguments)
     if args.writes < 1 or args.pause_ms < 0:
         sys.exit("write_phases.py: --writes must be at least 1 and --pause-ms not negative")
-    os.environ["LEASEFS_BIN"] = binary
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "py"))
     from harness import temp_root
     from test_cluster import start_cluster, stop_all
 

@@ -867,69 +867,63 @@ TEST_F(LeaseManagerTest, CachedPendingDoesNotLetNewReadersAheadOfAWaitingWriter)
 // sleeps in SQLite's busy handler. PENDING, handed over while it sleeps, stays with it although
 // new readers elsewhere ask for it (they would take it in turns and starve the writer: commits
 // of 350 ms to 2.8 s, issue 12); once the writer gave up (writer_claim_keep), it goes.
-TEST_F(LeaseManagerTest, PendingHandedToACommittingWriterWaitsForIt) {
-  LeaseConfig config;
-  config.idle_release = seconds(5);  // the writer's claims outlast the readers' first look
-  Host& writer = AddHost("writer", config);
-  Host& readers = AddHost("readers", config);
-  const RegionModes starting =
-      Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}});
-  ASSERT_EQ(readers.manager->acquire("app.db", starting, starting), ClaimResult::kGranted);
-  ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
-  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);  // sleeps
-  clock_.advance(milliseconds(2600));
-  readers.manager->tick();  // the readers' host looks for demand (L/4, the first meeting)
-  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);  // sleeps
-  clock_.advance(milliseconds(1));
-  readers.manager->set_use("app.db", kShared);  // the reader leaves PENDING
-  readers.manager->tick();                      // and yields it to the writer
-  clock_.advance(milliseconds(20));             // the writer's next poll (it backs off)
-  writer.manager->tick();                       // adopts it while its SQLite sleeps
-  ASSERT_EQ(ClaimInStore(writer, Region::kPending), Mode::kWrite);
-  // The reader's transaction ends, and the next one asks for PENDING as R.
-  readers.manager->set_use("app.db", kNothing);
-  ASSERT_EQ(readers.manager->acquire("app.db", kPendingRead), ClaimResult::kBusy);
+class WriterClaimsTest : public LeaseManagerTest {
+ protected:
+  // A reader on `readers_` holds PENDING on its way to SHARED; the writer, holding RESERVED, is
+  // refused PENDING and sleeps; the reader leaves PENDING (keeping SHARED while `reading`), its
+  // host yields PENDING to the writer, whose host adopts it; the readers' next transaction asks
+  // for PENDING as R.
+  void HandPendingToASleepingWriter(bool reading) {
+    LeaseConfig config;
+    config.idle_release = seconds(5);  // the writer's claims outlast the readers' first look
+    writer_ = &AddHost("writer", config);
+    readers_ = &AddHost("readers", config);
+    const RegionModes starting =
+        Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}});
+    ASSERT_EQ(readers_->manager->acquire("app.db", starting, starting), ClaimResult::kGranted);
+    ASSERT_EQ(writer_->manager->acquire("app.db", kReserved), ClaimResult::kGranted);
+    ASSERT_EQ(writer_->manager->acquire("app.db", kCommitting), ClaimResult::kBusy);  // sleeps
+    clock_.advance(milliseconds(2600));
+    readers_->manager->tick();  // the readers' host looks for demand (L/4, the first meeting)
+    ASSERT_EQ(writer_->manager->acquire("app.db", kCommitting), ClaimResult::kBusy);  // again
+    clock_.advance(milliseconds(1));
+    readers_->manager->set_use("app.db", reading ? kShared : kNothing);  // leaves PENDING
+    readers_->manager->tick();                                           // yields it
+    clock_.advance(milliseconds(20));  // the writer's next poll (it backs off)
+    writer_->manager->tick();          // adopts it while its SQLite sleeps
+    ASSERT_EQ(ClaimInStore(*writer_, Region::kPending), Mode::kWrite);
+    readers_->manager->set_use("app.db", kNothing);
+    ASSERT_EQ(readers_->manager->acquire("app.db", kPendingRead), ClaimResult::kBusy);
+  }
+  Host* writer_ = nullptr;
+  Host* readers_ = nullptr;
+};
+
+TEST_F(WriterClaimsTest, PendingHandedToACommittingWriterWaitsForIt) {
+  HandPendingToASleepingWriter(/*reading=*/true);
   clock_.advance(milliseconds(20));  // the writer's next poll finds the readers' demand
-  writer.manager->tick();
-  EXPECT_EQ(ClaimInStore(writer, Region::kPending), Mode::kWrite) << "owed back before it woke";
-  EXPECT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kGranted);
+  writer_->manager->tick();
+  EXPECT_EQ(ClaimInStore(*writer_, Region::kPending), Mode::kWrite) << "owed back before it woke";
+  EXPECT_EQ(writer_->manager->acquire("app.db", kCommitting), ClaimResult::kGranted);
   // EXCLUSIVE once the readers' host yields SHARED (no transaction uses it); then PENDING goes
   // to the readers as before.
-  EXPECT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
+  EXPECT_EQ(writer_->manager->acquire("app.db", kExclusive), ClaimResult::kBusy);
   clock_.advance(milliseconds(1));
-  readers.manager->tick();
-  ASSERT_EQ(writer.manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
-  CommitAndYield(writer);
-  EXPECT_EQ(readers.manager->acquire("app.db", kPendingRead), ClaimResult::kGranted);
+  readers_->manager->tick();
+  ASSERT_EQ(writer_->manager->acquire("app.db", kExclusive), ClaimResult::kGranted);
+  CommitAndYield(*writer_);
+  EXPECT_EQ(readers_->manager->acquire("app.db", kPendingRead), ClaimResult::kGranted);
 }
 
-TEST_F(LeaseManagerTest, PendingKeptForACommittingWriterGoesWhenItGivesUp) {
-  LeaseConfig config;
-  config.idle_release = seconds(5);
-  Host& writer = AddHost("writer", config);
-  Host& readers = AddHost("readers", config);
-  const RegionModes starting =
-      Use({{Region::kPending, Mode::kRead}, {Region::kShared, Mode::kRead}});
-  ASSERT_EQ(readers.manager->acquire("app.db", starting, starting), ClaimResult::kGranted);
-  ASSERT_EQ(writer.manager->acquire("app.db", kReserved), ClaimResult::kGranted);
-  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);
-  clock_.advance(milliseconds(2600));
-  readers.manager->tick();
-  ASSERT_EQ(writer.manager->acquire("app.db", kCommitting), ClaimResult::kBusy);
-  clock_.advance(milliseconds(1));
-  readers.manager->set_use("app.db", kNothing);
-  readers.manager->tick();
-  clock_.advance(milliseconds(20));
-  writer.manager->tick();
-  ASSERT_EQ(ClaimInStore(writer, Region::kPending), Mode::kWrite);
-  ASSERT_EQ(readers.manager->acquire("app.db", kPendingRead), ClaimResult::kBusy);
+TEST_F(WriterClaimsTest, PendingKeptForACommittingWriterGoesWhenItGivesUp) {
+  HandPendingToASleepingWriter(/*reading=*/false);
   // The writer's SQLite stops asking but keeps RESERVED (its busy timeout ran out, and the
   // application has not rolled back yet): after writer_claim_keep the readers get PENDING.
   clock_.advance(milliseconds(300));
-  writer.manager->tick();
-  EXPECT_EQ(ClaimInStore(writer, Region::kPending), Mode::kNone);
+  writer_->manager->tick();
+  EXPECT_EQ(ClaimInStore(*writer_, Region::kPending), Mode::kNone);
   clock_.advance(milliseconds(20));
-  EXPECT_EQ(readers.manager->acquire("app.db", kPendingRead), ClaimResult::kGranted);
+  EXPECT_EQ(readers_->manager->acquire("app.db", kPendingRead), ClaimResult::kGranted);
 }
 
 // A claim handed over to a host that no longer wants it, and released by it before it ever
