@@ -176,7 +176,8 @@ void AddMountOptions(CLI::App& command, MountOptions& o) {
       .add_option("--local-lock-hold", o.local_lock_hold,
                   "Seconds a lock request that waits for another process on this host is held "
                   "in the daemon, and granted the moment that lock goes, before SQLite is told "
-                  "busy (default 0.02; 0: busy at once, as on a local disk)")
+                  "busy (default 0.02 with the local lease store, 0 with DynamoDB; 0: busy at "
+                  "once, as on a local disk)")
       ->check(Seconds(0, 60));
   command.add_option("--replica", o.replica, "S3 replica URL (not yet supported)");
   command

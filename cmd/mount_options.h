@@ -41,7 +41,9 @@ struct MountOptions {
   double lease_duration = 10;
   double storage_cache_wait = 0;  // LeaseConfig::storage_cache_wait
   double lock_hold = 0;           // HostLocks' lock_hold (HELD F_SETLK)
-  double local_lock_hold = 0.02;  // HostLocks' local_lock_hold (HELD F_SETLK)
+  // HostLocks' local_lock_hold (HELD F_SETLK); unset: 0.02 s with the local store, 0 with
+  // DynamoDB (see run_mount.cc).
+  std::optional<double> local_lock_hold;
   // Accepted now, implemented by later work; CheckMountRequest rejects it "not yet supported".
   std::string replica;
   std::string metrics_addr;
